@@ -1,0 +1,9 @@
+// The umbrella header: everything a user of libheed needs.
+#pragma once
+
+#include "heed/autograd/graph.h"
+#include "heed/ops/elementwise.h"
+#include "heed/ops/matmul.h"
+#include "heed/ops/reduce.h"
+#include "heed/ops/shape.h"
+#include "heed/tensor/tensor.h"

@@ -1,0 +1,91 @@
+// matmul / linear against a naive double reference, with broadcasting, transposed and
+// non-contiguous operands, and finite-difference gradients.
+#include "heed/ops/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include "heed/heed.h"
+#include "heed/testing/numerics.h"
+
+namespace heed {
+namespace {
+
+using testing::all_close;
+using testing::gradcheck;
+using testing::kReduction;
+
+// Naive reference: [..., M, K] @ [..., K, N] with broadcast batch, double accumulation.
+Tensor matmul_ref(const Tensor& a, const Tensor& b) {
+  Shape batch = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2),
+                                 Shape(b.shape().begin(), b.shape().end() - 2), "ref");
+  Shape sa = batch, sb = batch, so = batch;
+  sa.insert(sa.end(), {a.size(-2), a.size(-1)});
+  sb.insert(sb.end(), {b.size(-2), b.size(-1)});
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  so.insert(so.end(), {m, n});
+  std::vector<double> va = a.raw_expand(sa).to_vector<double>(), vb = b.raw_expand(sb).to_vector<double>();
+  std::vector<double> out(shape_numel(so));
+  for (int64_t bi = 0; bi < shape_numel(batch); ++bi)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) {
+        double acc = 0;
+        for (int64_t p = 0; p < k; ++p) acc += va[(bi * m + i) * k + p] * vb[(bi * k + p) * n + j];
+        out[(bi * m + i) * n + j] = acc;
+      }
+  return Tensor::from_vector(out, so);
+}
+
+TEST(Matmul, MatchesReferenceOnAwkwardSizes) {
+  for (int64_t m : {1, 7, 33, 257})
+    for (int64_t k : {1, 7, 33})
+      for (int64_t n : {1, 7, 257}) {
+        Tensor a = Tensor::randn({m, k}, m * 100 + k), b = Tensor::randn({k, n}, k * 100 + n);
+        EXPECT_TRUE(all_close(matmul(a, b), matmul_ref(a, b), kReduction)) << m << "x" << k << "x" << n;
+      }
+}
+
+TEST(Matmul, BatchedBroadcastAndViews) {
+  Tensor a = Tensor::randn({2, 3, 7, 5}, 1), b = Tensor::randn({3, 5, 9}, 2);
+  EXPECT_TRUE(all_close(matmul(a, b), matmul_ref(a, b), kReduction));
+  Tensor w = Tensor::randn({5, 9}, 3);  // shared weight: folded into one GEMM
+  EXPECT_TRUE(all_close(matmul(a, w), matmul_ref(a, w), kReduction));
+  // Transposed and strided operands (non-contiguous views).
+  Tensor at = Tensor::randn({2, 5, 7}, 4).raw_transpose(1, 2);
+  Tensor bs = Tensor::randn({2, 5, 18}, 5).raw_slice(2, 0, 18, 2);
+  EXPECT_TRUE(all_close(matmul(at, bs), matmul_ref(at, bs), kReduction));
+  Tensor perm = Tensor::randn({7, 2, 5}, 6).raw_permute({1, 0, 2});
+  EXPECT_TRUE(all_close(matmul(perm, w), matmul_ref(perm, w), kReduction));
+}
+
+TEST(Matmul, OneDimensionalOperands) {
+  Tensor v = Tensor::randn({5}, 1), m = Tensor::randn({5, 3}, 2);
+  EXPECT_EQ(matmul(v, m).shape(), (Shape{3}));
+  EXPECT_TRUE(all_close(matmul(v, m), reshape(matmul_ref(v.raw_reshape({1, 5}), m), {3}), kReduction));
+}
+
+TEST(Matmul, Gradients) {
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+                        {testing::rand_param({2, 3, 4}, 1), testing::rand_param({4, 5}, 2)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+                        {testing::rand_param({2, 1, 3, 4}, 3), testing::rand_param({3, 4, 2}, 4)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(transpose(x[0], 0, 1), x[1]); },
+                        {testing::rand_param({4, 3}, 5), testing::rand_param({4, 2}, 6)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return linear(x[0], x[1], x[2]); },
+                        {testing::rand_param({2, 3, 4}, 7), testing::rand_param({5, 4}, 8),
+                         testing::rand_param({5}, 9)}));
+}
+
+TEST(Matmul, ErrorsNameShapes) {
+  try {
+    matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5}));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("f32[2, 3] @ f32[4, 5]"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}, DType::kF64)), Error);
+  EXPECT_THROW(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 2})), Error);
+  EXPECT_THROW(linear(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})), Error);
+}
+
+}  // namespace
+}  // namespace heed
