@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "heed/heed.h"
+#include "heed/kernels/ref/ops_ref.h"
 #include "heed/testing/numerics.h"
 
 namespace heed {
@@ -85,6 +86,52 @@ TEST(Matmul, ErrorsNameShapes) {
   EXPECT_THROW(matmul(Tensor::zeros({2, 3}), Tensor::zeros({3, 2}, DType::kF64)), Error);
   EXPECT_THROW(matmul(Tensor::zeros({2, 2, 3}), Tensor::zeros({3, 3, 2})), Error);
   EXPECT_THROW(linear(Tensor::zeros({2, 3}), Tensor::zeros({4, 5})), Error);
+}
+
+
+// Against the shared reference (heed/kernels/ref): every operand layout, batch broadcasting
+// through stride-0 views, f32 and f64, and linear with and without bias.
+TEST(Matmul, MatchesSharedReferenceOnEveryLayout) {
+  uint64_t seed = 500;
+  for (ref::Layout la : ref::kAllLayouts)
+    for (ref::Layout lb : ref::kAllLayouts)
+      for (DType dtype : {DType::kF32, DType::kF64}) {
+        Tensor a = ref::make_input({3, 33, 17}, la, ++seed, dtype), b = ref::make_input({3, 17, 7}, lb, ++seed, dtype);
+        EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction))
+            << ref::layout_name(la) << " @ " << ref::layout_name(lb) << " " << dtype_name(dtype);
+        Tensor w = ref::make_input({17, 257}, lb, ++seed, dtype);  // shared weight, folded into one GEMM
+        EXPECT_TRUE(all_close(matmul(a, w), ref::matmul(a, w), kReduction)) << ref::layout_name(la);
+        Tensor v = ref::make_input({17}, lb, ++seed, dtype);
+        EXPECT_TRUE(all_close(matmul(a, v), ref::matmul(a, v), kReduction));
+      }
+  Tensor x = ref::make_input({2, 7, 33}, ref::Layout::kTransposed, 1);
+  Tensor w = ref::make_input({257, 33}, ref::Layout::kStrided, 2), bias = ref::make_input({257}, ref::Layout::kStrided, 3);
+  EXPECT_TRUE(all_close(linear(x, w, bias), ref::linear(x, w, bias), kReduction));
+  EXPECT_TRUE(all_close(linear(x, w), ref::linear(x, w, Tensor()), kReduction));
+}
+
+TEST(Matmul, BackwardMatchesReferenceInF32) {
+  // f32 gradients against double: grad_a = g @ b^T, grad_b = a^T @ g (summed over broadcast batch).
+  Tensor a = ref::make_input({2, 33, 17}, ref::Layout::kTransposed, 1), b = ref::make_input({17, 7}, ref::Layout::kStrided, 2);
+  a = a.clone_data();
+  b = b.clone_data();
+  a.requires_grad_();
+  b.requires_grad_();
+  Tensor g = ref::make_input({2, 33, 7}, ref::Layout::kTransposed, 3);
+  autograd::backward(matmul(a, b), g);
+  EXPECT_TRUE(all_close(a.grad(), ref::matmul(g, ref::permute(b, {1, 0})), kReduction));
+  EXPECT_TRUE(all_close(b.grad(), ref::sum(ref::matmul(ref::permute(a, {0, 2, 1}), g), {0}, false), kReduction));
+}
+
+TEST(Matmul, GradientsWithBatchBroadcastAndVectors) {
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+                        {testing::rand_param({3, 2, 4}, 11), testing::rand_param({1, 4, 3}, 12)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+                        {testing::rand_param({4}, 13), testing::rand_param({2, 4, 3}, 14)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], x[1]); },
+                        {testing::rand_param({2, 3, 4}, 15), testing::rand_param({4}, 16)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], expand(x[1], {2, 4, 3})); },
+                        {testing::rand_param({2, 5, 4}, 17), testing::rand_param({4, 3}, 18)}));
 }
 
 }  // namespace
