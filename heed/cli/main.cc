@@ -51,8 +51,9 @@ int run_train(const TrainArgs& args) {
   const fs::path run_dir(config.loop.run_dir);
   const train::CheckpointPaths last{run_dir / "checkpoints" / "last"};
   const bool have_last = fs::exists(last.trainer());
+  const bool have_run = have_last || fs::exists(run_dir / "train.jsonl") || fs::exists(run_dir / "checkpoints");
   HEED_CHECK(!args.resume || have_last, "train: --resume given but ", last.dir.string(), " holds no checkpoint");
-  HEED_CHECK(args.resume || args.overwrite || !have_last, "train: ", run_dir.string(),
+  HEED_CHECK(args.resume || args.overwrite || !have_run, "train: ", run_dir.string(),
              " already holds a run; pass --resume to continue it or --overwrite to start again");
   if (args.overwrite && !args.resume) fs::remove_all(run_dir);
   fs::create_directories(run_dir);
