@@ -110,7 +110,10 @@ Seq2SeqDecodeState TransformerSeq2Seq::start_decoding(const Tensor& memory, cons
   HEED_CHECK(capacity <= options_.max_len || options_.positions == nn::PositionKind::kRotary ||
                  options_.positions == nn::PositionKind::kNone,
              "TransformerSeq2Seq: cannot decode ", capacity, " positions with max_len ", options_.max_len);
-  return Seq2SeqDecodeState{.cache = decoder_->start(memory, capacity), .src_lengths = src_lengths};
+  std::vector<int64_t> rows(memory.size(0));
+  for (int64_t i = 0; i < memory.size(0); ++i) rows[i] = i;
+  return Seq2SeqDecodeState{.cache = decoder_->start(memory, capacity), .src_lengths = src_lengths,
+                            .row_source = rows};
 }
 
 Tensor TransformerSeq2Seq::decode_step(const Tensor& tokens, Seq2SeqDecodeState& state) const {
@@ -124,7 +127,18 @@ Tensor TransformerSeq2Seq::decode_step(const Tensor& tokens, Seq2SeqDecodeState&
 }
 
 void Seq2SeqDecodeState::reorder(const Tensor& index) {
-  cache.reorder(index);
+  std::vector<int64_t> rows = index.to_vector<int64_t>();
+  std::vector<int64_t> sources;
+  for (int64_t r : rows) {
+    HEED_CHECK(r >= 0 && r < static_cast<int64_t>(row_source.size()), "Seq2SeqDecodeState: row ", r,
+               " out of range for ", row_source.size(), " rows");
+    sources.push_back(row_source[r]);
+  }
+  // Beams of one source trading places leave the cross-attention keys/values as they are.
+  const bool same_sources = sources == row_source;
+  cache.reorder(index, same_sources);
+  row_source = std::move(sources);
+  if (same_sources) return;
   autograd::NoGradGuard no_grad;
   src_lengths = index_select(src_lengths, 0, index);
 }

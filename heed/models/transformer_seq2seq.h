@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "heed/nn/embedding.h"
 #include "heed/nn/linear.h"
@@ -47,7 +48,8 @@ struct TransformerSeq2SeqOptions {
 // Cached decoding state for a batch of sequences.
 struct Seq2SeqDecodeState {
   nn::DecoderCache cache;
-  Tensor src_lengths;  // i64 [B]
+  Tensor src_lengths;               // i64 [B]
+  std::vector<int64_t> row_source;  // the source each row decodes (indices into the encoded batch)
   // Keeps rows `index` (i64 [B']) of everything, in that order (beam search).
   void reorder(const Tensor& index);
 };

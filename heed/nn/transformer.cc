@@ -2,6 +2,7 @@
 // feed-forward block, pre/post-norm residual wiring, and cached incremental decoding.
 #include "heed/nn/transformer.h"
 
+#include <cstring>
 #include <string>
 
 #include "heed/autograd/graph.h"
@@ -56,6 +57,7 @@ Tensor TransformerAttention::project(const Tensor& x, int64_t first, int64_t cou
 
 std::vector<Tensor> TransformerAttention::split_heads(const Tensor& x, int64_t n) const {
   const int64_t b = x.size(0), t = x.size(1), h = options_.heads, d = head_dim();
+  if (n == 1) return {permute(reshape(x, {b, t, h, d}), {0, 2, 1, 3})};  // [B, T, C] -> [B, H, T, D]
   Tensor x5 = reshape(x, {b, t, n, h, d});  // [B, T, n*C] -> [B, T, n, H, D]
   std::vector<Tensor> out;
   for (int64_t i = 0; i < n; ++i)
@@ -72,15 +74,18 @@ Tensor TransformerAttention::merge_heads(const Tensor& x) const {
 Tensor TransformerAttention::forward_self(const Tensor& x, const AttentionMask& mask, uint64_t seed) const {
   HEED_CHECK(x.defined() && x.dim() == 3 && x.size(2) == options_.width, "TransformerAttention: expected x [B, T, ",
              options_.width, "], got ", x.str());
-  std::vector<Tensor> qkv = split_heads(project(x, 0, 3), 3);  // 3 x [B, H, T, D]
-  Tensor q = qkv[0], k = qkv[1];
+  // Three projections rather than one [B, T, 3C] GEMM split afterwards: slicing the fused
+  // result would make each part's backward fill and add a full [B, T, 3C] gradient.
+  Tensor q = split_heads(project(x, 0, 1), 1)[0];  // [B, H, T, D]
+  Tensor k = split_heads(project(x, 1, 1), 1)[0];
+  Tensor v = split_heads(project(x, 2, 1), 1)[0];
   if (options_.rotary) {
     q = apply_rotary(q, {.base = options_.rotary_base});
     k = apply_rotary(k, {.base = options_.rotary_base});
   }
   AttentionOptions ao{.mask = mask, .dropout_p = options_.dropout, .dropout_seed = seed,
                       .dropout_stream = options_.stream, .training = training()};
-  return merge_heads(attention(q, k, qkv[2], ao).out);  // [B, H, T, D] -> [B, T, C]
+  return merge_heads(attention(q, k, v, ao).out);  // [B, H, T, D] -> [B, T, C]
 }
 
 Tensor TransformerAttention::forward_cross(const Tensor& x, const Tensor& memory, const AttentionMask& mask,
@@ -89,11 +94,12 @@ Tensor TransformerAttention::forward_cross(const Tensor& x, const Tensor& memory
                  memory.size(2) == options_.width && memory.size(0) == x.size(0),
              "TransformerAttention: expected x [B, T, ", options_.width, "] and memory [B, S, ", options_.width,
              "], got ", x.str(), " and ", memory.str());
-  Tensor q = split_heads(project(x, 0, 1), 1)[0];            // [B, H, T, D]
-  std::vector<Tensor> kv = split_heads(project(memory, 1, 2), 2);  // 2 x [B, H, S, D]
+  Tensor q = split_heads(project(x, 0, 1), 1)[0];       // [B, H, T, D]
+  Tensor k = split_heads(project(memory, 1, 1), 1)[0];  // [B, H, S, D]
+  Tensor v = split_heads(project(memory, 2, 1), 1)[0];
   AttentionOptions ao{.mask = mask, .dropout_p = options_.dropout, .dropout_seed = seed,
                       .dropout_stream = options_.stream, .training = training()};
-  return merge_heads(attention(q, kv[0], kv[1], ao).out);
+  return merge_heads(attention(q, k, v, ao).out);
 }
 
 AttentionCache TransformerAttention::project_memory(const Tensor& memory) const {
@@ -320,14 +326,38 @@ Tensor TransformerDecoder::forward_cached(const Tensor& x, DecoderCache& cache,
   return norm_ ? norm_->forward(h) : h;
 }
 
-void DecoderCache::reorder(const Tensor& index) {
-  autograd::NoGradGuard no_grad;
+namespace {
+
+// Rows `index` of a contiguous tensor along dimension 0, copied whole (no gradient).
+Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& index) {
+  Tensor src = t.raw_contiguous();
+  Shape shape = src.shape();
+  const int64_t rows = shape[0];
+  shape[0] = static_cast<int64_t>(index.size());
+  Tensor out = Tensor::empty(shape, src.dtype());
+  const size_t row_bytes = static_cast<size_t>(rows > 0 ? src.numel() / rows : 0) * dtype_size(src.dtype());
+  const auto* from = static_cast<const char*>(src.raw_data());
+  auto* to = static_cast<char*>(out.raw_data());
+  for (size_t i = 0; i < index.size(); ++i) {
+    HEED_CHECK(index[i] >= 0 && index[i] < rows, "DecoderCache: row ", index[i], " out of range for ", rows, " rows");
+    std::memcpy(to + i * row_bytes, from + index[i] * row_bytes, row_bytes);
+  }
+  return out;
+}
+
+}  // namespace
+
+void DecoderCache::reorder(const Tensor& index, bool self_only) {
+  HEED_CHECK(index.defined() && index.dtype() == DType::kI64 && index.dim() == 1,
+             "DecoderCache: reorder index must be i64 [B'], got ", index.str());
+  const std::vector<int64_t> rows = index.to_vector<int64_t>();
   auto pick = [&](Tensor& t) {
-    if (t.defined()) t = index_select(t, 0, index);
+    if (t.defined()) t = gather_rows(t, rows);
   };
   for (DecoderLayerCache& l : layers) {
     pick(l.self_attn.k);
     pick(l.self_attn.v);
+    if (self_only) continue;
     pick(l.cross_attn.k);
     pick(l.cross_attn.v);
   }

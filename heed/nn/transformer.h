@@ -154,7 +154,9 @@ struct DecoderCache {
   int64_t capacity = 0;  // most positions the self-attention cache holds
   int64_t length = 0;    // positions decoded so far
   // Keeps batch rows `index` (i64 [B']) of every cached tensor, in that order (beam search).
-  void reorder(const Tensor& index);
+  // With self_only, the cross-attention keys/values stay as they are: right when every new
+  // row i reads the same source as old row i did (beams of one source trading places).
+  void reorder(const Tensor& index, bool self_only = false);
 };
 
 class TransformerDecoder : public Module {
