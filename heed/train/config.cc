@@ -255,6 +255,7 @@ G2PConfig config_from_table(const toml::table& root, const std::string& source) 
   loop.read("log_every", l.log_every);
   loop.read("checkpoint_every", l.checkpoint_every);
   loop.read("threads", l.threads);
+  loop.read("validate_at_stop", l.validate_at_stop);
   loop.finish();
   if (l.run_dir.empty()) loop.fail_key("run_dir", "must not be empty");
   if (l.batch_size <= 0) loop.fail_key("batch_size", "must be positive, got ", l.batch_size);
@@ -459,7 +460,8 @@ std::string g2p_config_to_json(const G2PConfig& c) {
         {"patience", c.loop.patience},
         {"log_every", c.loop.log_every},
         {"checkpoint_every", c.loop.checkpoint_every},
-        {"threads", c.loop.threads}}},
+        {"threads", c.loop.threads},
+        {"validate_at_stop", c.loop.validate_at_stop}}},
       {"decode",
        {{"beam_size", c.decode.beam_size},
         {"alpha", c.decode.alpha},

@@ -47,6 +47,9 @@ struct LoopConfig {
   int64_t log_every = 100;        // steps between JSONL step records
   int64_t checkpoint_every = 0;   // steps between mid-epoch checkpoints (0: at epoch ends only)
   int64_t threads = 0;            // OpenMP threads (0: leave as is)
+  // When max_steps or the time limit stops the run mid-epoch, validate the final model too
+  // (and keep it as best if it is): a time-limited run then ends with its latest weights judged.
+  bool validate_at_stop = true;
 };
 
 struct DecodeConfig {

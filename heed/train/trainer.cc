@@ -164,8 +164,11 @@ TrainResult Seq2SeqTrainer::run() {
       break;
     }
     const std::vector<std::vector<int64_t>> plan = data::plan_batches(train_, batching(), state_.epoch);
+    io::ProgressOptions progress_options;
+    progress_options.label = "epoch " + std::to_string(state_.epoch + 1);
+    progress_options.unit = "tok";
     io::ProgressBar bar(options_.progress, static_cast<int64_t>(plan.size()),
-                        io::ProgressOptions{.label = "epoch " + std::to_string(state_.epoch + 1), .unit = "tok"});
+                        progress_options);
     if (state_.batch_in_epoch > 0) bar.advance(state_.batch_in_epoch, 0);
     auto window_start = std::chrono::steady_clock::now();
     double window_tokens = 0, window_loss = 0;
@@ -209,11 +212,12 @@ TrainResult Seq2SeqTrainer::run() {
       }
     }
     bar.finish();
-    if (!state_.stop_reason.empty()) break;
+    const bool mid_epoch_stop = !state_.stop_reason.empty();
+    if (mid_epoch_stop && !(loop.validate_at_stop && options_.validate && state_.batch_in_epoch > 0)) break;
 
-    // End of an epoch: validate, keep the best, maybe stop early.
+    // End of an epoch (or a stop mid-epoch): validate, keep the best, maybe stop early.
     io::JsonlRecord r;
-    r.add("event", "epoch").add("epoch", state_.epoch + 1).add("step", state_.step);
+    r.add("event", mid_epoch_stop ? "stop_validation" : "epoch").add("epoch", state_.epoch + 1).add("step", state_.step);
     r.add("train_loss", state_.epoch_tokens > 0 ? state_.epoch_loss_sum / state_.epoch_tokens : 0.0);
     bool improved = false;
     if (options_.validate) {
@@ -224,10 +228,16 @@ TrainResult Seq2SeqTrainer::run() {
       if (improved) {
         state_.best_metric = v.metric;
         state_.best_epoch = state_.epoch + 1;
-        state_.bad_epochs = 0;
-      } else {
+        if (!mid_epoch_stop) state_.bad_epochs = 0;
+      } else if (!mid_epoch_stop) {
         ++state_.bad_epochs;
       }
+    }
+    if (mid_epoch_stop) {
+      r.add("best", improved).add("elapsed_s", elapsed());
+      log_record(r);
+      if (improved) save(best_checkpoint(), false);
+      break;
     }
     ++state_.epoch;
     state_.batch_in_epoch = 0;

@@ -3,6 +3,7 @@
 // early stopping, and the G2P checkpoint format.
 #include "heed/train/trainer.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -188,6 +189,7 @@ TrainerOptions loop_options(const fs::path& run_dir, int64_t max_steps) {
   o.loop.max_steps = max_steps;
   o.loop.log_every = 3;
   o.loop.patience = 0;
+  o.loop.validate_at_stop = false;  // an extra validation at the interruption would change `best`
   return o;
 }
 
@@ -274,6 +276,26 @@ TEST(Trainer, EarlyStoppingAndTornCheckpoints) {
   Seq2SeqTrainer t2(other, ex, o);
   EXPECT_NE(error_of([&] { t2.resume(last.dir); }).find("disagree"), std::string::npos);
   EXPECT_NE(error_of([&] { t2.resume(dir.path / "nothing"); }).find("not a resumable checkpoint"), std::string::npos);
+}
+
+TEST(Trainer, ValidatesTheFinalModelWhenStoppedMidEpoch) {
+  TempDir dir("stop");
+  const std::vector<data::Example> ex = reverse_examples(37);
+  models::TransformerSeq2Seq model(tiny_model(4));
+  TrainerOptions o = loop_options(dir.path, 3);  // stops inside the first epoch
+  o.loop.validate_at_stop = true;
+  int calls = 0;
+  o.validate = [&](const models::TransformerSeq2Seq& m) {
+    ++calls;
+    EXPECT_FALSE(m.training());
+    return fixed_batch_loss(m, ex);
+  };
+  Seq2SeqTrainer t(model, ex, o);
+  TrainResult r = t.run();
+  EXPECT_EQ(r.state.stop_reason, "max_steps");
+  EXPECT_EQ(calls, 1);
+  EXPECT_TRUE(std::isfinite(r.state.best_metric));
+  EXPECT_TRUE(fs::exists(t.best_checkpoint().model()));
 }
 
 TEST(G2PCheckpoint, SavedModelLoadsAndPredicts) {
