@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh
+scripts/fetch_data.sh
 scripts/build.sh
 cd build && ctest --output-on-failure -j "$(nproc)" --timeout 600
