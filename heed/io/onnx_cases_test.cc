@@ -1,12 +1,9 @@
 // Runs tests/onnx/convert_onnx_cases.py on a few ONNX Attention conformance cases (when the
 // `onnx` Python package is installed) and reads every file it writes with heed's NPY reader;
 // three simple cases are recomputed in double to check that the data survived intact.
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -14,29 +11,16 @@
 #include <gtest/gtest.h>
 
 #include "heed/io/npy.h"
+#include "tests/io/io_test_support.h"
 
 namespace heed::io {
 namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
-
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("heed_onnx_cases_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using test_support::python_has;
+using test_support::read_bytes;
+using test_support::TempDir;
 
 const std::vector<std::string> kCases = {
     "test_attention_4d",
@@ -110,9 +94,7 @@ std::vector<double> reference_attention(const RawTensor& q, const RawTensor& k, 
 }
 
 TEST(OnnxCases, ConverterOutputReadsBackAndMatchesAttention) {
-  if (std::system("python3 -c \"import onnx, numpy\" > /dev/null 2>&1") != 0) {
-    GTEST_SKIP() << "python3 with onnx and numpy not found";
-  }
+  if (!python_has("onnx, numpy")) GTEST_SKIP() << "python3 with onnx and numpy not found";
   TempDir dir;
   std::string list;
   for (const auto& c : kCases) list += (list.empty() ? "" : ",") + c;
@@ -121,16 +103,13 @@ TEST(OnnxCases, ConverterOutputReadsBackAndMatchesAttention) {
   const std::string cmd = "python3 '" + script + "' '" + dir.path().string() + "' --cases " + list +
                           " > '" + log.string() + "' 2>&1";
   const int rc = std::system(cmd.c_str());
-  std::ifstream log_in(log);
-  const std::string log_text((std::istreambuf_iterator<char>(log_in)), {});
-  ASSERT_EQ(rc, 0) << cmd << "\n" << log_text;
+  ASSERT_EQ(rc, 0) << cmd << "\n" << read_bytes(log);
 
   for (const auto& name : kCases) {
     SCOPED_TRACE(name);
     const fs::path case_dir = dir.path() / name;
-    std::ifstream in(case_dir / "case.json");
-    ASSERT_TRUE(in) << "no case.json";
-    const Json c = Json::parse(in);
+    ASSERT_TRUE(fs::exists(case_dir / "case.json")) << "no case.json";
+    const Json c = Json::parse(read_bytes(case_dir / "case.json"));
     EXPECT_EQ(c["name"], name);
     std::map<std::string, RawTensor> tensors;
     int files = 0;

@@ -5,7 +5,7 @@
                  every tensor, dtype, shape, value and the metadata;
   --write PATH   write PATH with `safetensors` for heed's test to read back.
 
-Both sides compute the same values from the formula in `expected_values` (heed's test,
+Both sides compute the same values from the formula in `expected_values` (heed's test helper
 heed/io/safetensors_test.cc, has the C++ twin). Exits 0 when all checks pass, 1 otherwise.
 """
 from __future__ import annotations
