@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -167,7 +168,8 @@ TEST(Npy, BoolElements) {
 
 TEST(Npy, LargeHeaderUsesVersion2) {
   TempDir dir;
-  // 30000 dimensions of 1 need a header longer than version 1.0's 65535 bytes.
+  // 30000 dimensions of 1 need a header longer than version 1.0's 65535 bytes. (NumPy
+  // itself caps arrays at 64 dimensions; this exercises the format, not NumPy.)
   const std::vector<int64_t> shape(30000, 1);
   const std::vector<double> one = {0.5};
   write_npy(dir / "big.npy", make_raw_tensor<double>(shape, one));
@@ -283,6 +285,37 @@ TEST(NpyCorrupt, BoolBytesOtherThanZeroOneReadAsOne) {
   write_bytes(dir / "b.npy", npy_v1("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
                                     std::string("\x00\x01\x07", 3)));
   EXPECT_EQ(raw_tensor_values<uint8_t>(read_npy(dir / "b.npy")), (std::vector<uint8_t>{0, 1, 1}));
+}
+
+
+// NumPy reads what heed writes (tests/io/check_npy_interop.py), when python3 has numpy.
+TEST(NpyInterop, NumPyLoadsHeedFiles) {
+  if (std::system("python3 -c \"import numpy\" > /dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "python3 with numpy not found";
+  }
+  TempDir dir;
+  auto ramp = [](size_t n) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = (static_cast<float>(i) - 3) / 4;
+    return v;
+  };
+  write_npy(dir / "f4_2x3.npy", make_raw_tensor<float>({2, 3}, ramp(6)));
+  write_npy(dir / "f8_scalar.npy", make_raw_tensor<double>({}, std::vector<double>{-2.25}));
+  write_npy(dir / "i8_0x3.npy", make_raw_tensor<int64_t>({0, 3}, std::vector<int64_t>{}));
+  std::vector<int64_t> i8(7);
+  for (int64_t i = 0; i < 7; ++i) i8[i] = (i - 3) * (int64_t{1} << 40);
+  write_npy(dir / "i8_7.npy", make_raw_tensor<int64_t>({7}, i8));
+  std::vector<uint8_t> u1(257);
+  for (size_t i = 0; i < 257; ++i) u1[i] = static_cast<uint8_t>(i * 7 % 256);
+  write_npy(dir / "u1_257.npy", make_raw_tensor<uint8_t>({257}, u1));
+  write_npy(dir / "b1_2x2.npy", make_raw_tensor<uint8_t>({2, 2}, std::vector<uint8_t>{1, 0, 0, 1}),
+            {.bool_elements = true});
+  std::vector<bf16> b(5);
+  for (size_t i = 0; i < 5; ++i) b[i] = bf16(ramp(5)[i]);
+  write_npy(dir / "bf16_5.npy", make_raw_tensor<bf16>({5}, b));
+  const std::string cmd = "python3 '" + std::string(HEED_SOURCE_DIR) + "/tests/io/check_npy_interop.py' '" +
+                          (dir / "").string() + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
 }  // namespace
