@@ -1,0 +1,79 @@
+// Attention composed from primitive ops (so autograd gives its gradient): the score
+// functions (dot, scaled dot, Luong general, additive/Bahdanau), one mask vocabulary,
+// softmax or sigmoid weighting, Philox dropout, grouped-query heads, and optional weights.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+#include "heed/ops/attention_mask.h"
+#include "heed/tensor/tensor.h"
+
+namespace heed {
+
+enum class AttentionScore : uint8_t {
+  kScaledDot,  // scale * q.k, scale defaults to 1/sqrt(D) (Vaswani et al. 2017)
+  kDot,        // q.k (Luong et al. 2015 "dot")
+  kGeneral,    // q^T W k, W [Dq, Dk] (Luong et al. 2015 "general")
+  kAdditive,   // v^T tanh(W1 q + W2 k), W1 [A, Dq], W2 [A, Dk], v [A] (Bahdanau et al. 2015)
+};
+
+enum class AttentionWeighting : uint8_t {
+  kSoftmax,  // weights = softmax over the allowed keys; a row with none allowed is all zero
+  kSigmoid,  // weights = sigmoid(score) per key, no normalisation; masked keys weigh 0
+};
+
+// Learned parameters of the general and additive score functions (unused by the dot forms).
+struct ScoreParams {
+  Tensor weight;        // kGeneral: W [Dq, Dk]
+  Tensor query_weight;  // kAdditive: W1 [A, Dq]
+  Tensor key_weight;    // kAdditive: W2 [A, Dk]
+  Tensor v;             // kAdditive: v [A]
+};
+
+struct AttentionOptions {
+  AttentionScore score = AttentionScore::kScaledDot;
+  ScoreParams params;
+  std::optional<double> scale;  // multiplies the scores; default 1/sqrt(D) for kScaledDot, else 1
+  double softcap = 0.0;         // > 0: scores = softcap * tanh(scores / softcap), before the masks
+  AttentionWeighting weighting = AttentionWeighting::kSoftmax;
+  AttentionMask mask;
+  // Dropout on the weights, only when training: element (b, h, i, j) of the contiguous
+  // [B, Hq, T, S] weights is kept iff random::dropout_keep(dropout_seed, dropout_stream,
+  // ((b*Hq + h)*T + i)*S + j, dropout_p), kept values scaled by 1/(1 - dropout_p).
+  double dropout_p = 0.0;
+  uint64_t dropout_seed = 0;
+  uint64_t dropout_stream = 0;
+  bool training = false;
+  bool need_weights = false;  // return the weights (before dropout)
+  bool need_scores = false;   // return the scores (scaled and softcapped, before the masks)
+};
+
+struct AttentionResult {
+  Tensor out;      // [B, Hq, T, Dv]
+  Tensor weights;  // [B, Hq, T, S] when need_weights: the probabilities before dropout
+  Tensor scores;   // [B, Hq, T, S] when need_scores
+};
+
+// q [B, Hq, T, Dq], k [B, Hkv, S, Dk], v [B, Hkv, S, Dv] -> out [B, Hq, T, Dv].
+// Grouped-query heads: Hq % Hkv == 0 and query head h uses kv head h / (Hq / Hkv).
+// Dq == Dk for the dot forms. Any strides; f32 or f64 (all operands the same dtype).
+AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options = {});
+
+// The score function of `options` alone: [B, Hq, T, S], scaled and softcapped, no masks.
+Tensor attention_scores(const Tensor& q, const Tensor& k, const AttentionOptions& options);
+
+// The individual score functions (q [B, Hq, T, Dq], k [B, Hkv, S, Dk] -> [B, Hq, T, S]).
+Tensor dot_scores(const Tensor& q, const Tensor& k, double scale);
+Tensor general_scores(const Tensor& q, const Tensor& k, const Tensor& weight, double scale = 1.0);
+Tensor additive_scores(const Tensor& q, const Tensor& k, const Tensor& query_weight, const Tensor& key_weight,
+                       const Tensor& v, double scale = 1.0);
+
+// Softmax over the last dimension that maps a row whose entries are all -inf to all zeros
+// (and passes zero gradient through it) instead of NaN.
+Tensor safe_softmax(const Tensor& logits);
+
+// weights [B, Hq, T, S] and v [B, Hkv, S, Dv] -> [B, Hq, T, Dv], query head h reading kv head h / (Hq / Hkv).
+Tensor grouped_weighted_sum(const Tensor& weights, const Tensor& v);
+
+}  // namespace heed
