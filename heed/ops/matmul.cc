@@ -61,8 +61,10 @@ Tensor batched_gemm(Tensor a, Tensor b) {
     const T* pb = b.data<T>();
     T* po = out.data<T>();
     // Many items: one item per thread, single-threaded BLAS inside (the OpenMP build of
-    // OpenBLAS does not nest). One item: BLAS threads it itself.
-#pragma omp parallel for schedule(static) if (items > 1)
+    // OpenBLAS does not nest). One item: BLAS threads it itself. Small work stays on one
+    // thread: a parallel region costs more than a few thousand multiply-adds.
+    const bool parallel = items > 1 && items * m * n * k > (int64_t{1} << 18);
+#pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < items; ++i) kernels::cpu::gemm(p, pa + oa[i], pb + ob[i], po + i * m * n);
   });
   return out;
