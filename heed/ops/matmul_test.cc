@@ -4,7 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "heed/heed.h"
+#include "heed/kernels/cpu/gemm.h"
 #include "heed/kernels/ref/ops_ref.h"
 #include "heed/testing/numerics.h"
 
@@ -132,6 +135,33 @@ TEST(Matmul, GradientsWithBatchBroadcastAndVectors) {
                         {testing::rand_param({2, 3, 4}, 15), testing::rand_param({4}, 16)}));
   EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], expand(x[1], {2, 4, 3})); },
                         {testing::rand_param({2, 5, 4}, 17), testing::rand_param({4, 3}, 18)}));
+}
+
+// Products large enough to be split into row, column and 2-D tiles (kernels/cpu/gemm.cc),
+// with every combination of transposed operands, batched, in f32 and f64. A is scaled by
+// 1/sqrt(K) so that results are O(1), as in a network, and the f32 tolerance applies.
+TEST(Matmul, TiledProductsMatchReference) {
+  struct Case {
+    int64_t m, k, n;
+  };
+  uint64_t seed = 700;
+  for (const Case& c : {Case{300, 700, 130}, Case{5, 600, 3000}, Case{300, 200, 700}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true})
+        for (DType dtype : {DType::kF32, DType::kF64}) {
+          if (dtype == DType::kF64 && ta != tb) continue;  // f64 shares the tiling code; keep the test fast
+          const auto tiling = kernels::cpu::gemm_tiling(c.m, c.n, c.k);
+          ASSERT_TRUE(tiling.rows < c.m || tiling.cols < c.n) << "not tiled: " << c.m << "x" << c.k << "x" << c.n;
+          const double scale = 1 / std::sqrt(static_cast<double>(c.k));
+          Tensor a = ta ? mul(Tensor::randn({c.k, c.m}, ++seed, dtype), scale).raw_transpose(0, 1)
+                        : mul(Tensor::randn({c.m, c.k}, ++seed, dtype), scale);
+          Tensor b = tb ? Tensor::randn({c.n, c.k}, ++seed, dtype).raw_transpose(0, 1)
+                        : Tensor::randn({c.k, c.n}, ++seed, dtype);
+          EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction))
+              << c.m << "x" << c.k << "x" << c.n << " trans_a " << ta << " trans_b " << tb << " " << dtype_name(dtype);
+        }
+  Tensor a = mul(Tensor::randn({3, 300, 200}, 1), 0.07), b = Tensor::randn({3, 300, 200}, 2).raw_transpose(1, 2);
+  EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction));
 }
 
 }  // namespace
