@@ -145,13 +145,14 @@ TEST(Matmul, TiledProductsMatchReference) {
     int64_t m, k, n;
   };
   uint64_t seed = 700;
-  for (const Case& c : {Case{300, 700, 130}, Case{5, 600, 3000}, Case{300, 200, 700}})
+  for (const Case& c : {Case{300, 700, 130}, Case{5, 600, 3000}, Case{300, 200, 1100}})
     for (bool ta : {false, true})
       for (bool tb : {false, true})
         for (DType dtype : {DType::kF32, DType::kF64}) {
           if (dtype == DType::kF64 && ta != tb) continue;  // f64 shares the tiling code; keep the test fast
           const auto tiling = kernels::cpu::gemm_tiling(c.m, c.n, c.k);
           ASSERT_TRUE(tiling.rows < c.m || tiling.cols < c.n) << "not tiled: " << c.m << "x" << c.k << "x" << c.n;
+          if (c.n == 1100) ASSERT_TRUE(tiling.rows < c.m && tiling.cols < c.n) << "expected 2-D tiles";
           const double scale = 1 / std::sqrt(static_cast<double>(c.k));
           Tensor a = ta ? mul(Tensor::randn({c.k, c.m}, ++seed, dtype), scale).raw_transpose(0, 1)
                         : mul(Tensor::randn({c.m, c.k}, ++seed, dtype), scale);
@@ -160,6 +161,7 @@ TEST(Matmul, TiledProductsMatchReference) {
           EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction))
               << c.m << "x" << c.k << "x" << c.n << " trans_a " << ta << " trans_b " << tb << " " << dtype_name(dtype);
         }
+  ASSERT_LT(kernels::cpu::gemm_tiling(300, 300, 200, 3).rows, 300);  // batched items are tiled too
   Tensor a = mul(Tensor::randn({3, 300, 200}, 1), 0.07), b = Tensor::randn({3, 300, 200}, 2).raw_transpose(1, 2);
   EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction));
 }

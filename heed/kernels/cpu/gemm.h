@@ -25,11 +25,11 @@ void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, 
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
                   int64_t c_stride, const double* a, const double* b, double* c);
 
-// How a product of this shape is tiled: rows and columns per tile (depends on the shape only,
-// never on the thread count). Exposed for tests.
+// How each product of a batch of `items` products of this shape is tiled: rows and columns per
+// tile. Depends on the problem only, never on the thread count. Exposed for tests.
 struct GemmTiling {
   int64_t rows = 0, cols = 0;
 };
-GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k);
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items = 1);
 
 }  // namespace heed::kernels::cpu
