@@ -64,6 +64,12 @@ inline float row_max(const float* x, int64_t n) {
 
 }  // namespace
 
+void exp_row(const float* x, float* y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
+  if (i < n) _mm512_mask_storeu_ps(y + i, tail_mask(n - i), exp16(_mm512_maskz_loadu_ps(tail_mask(n - i), x + i)));
+}
+
 void softmax_row(const float* x, float* y, int64_t n, bool log) {
   const float m = row_max(x, n);
   if (m == -std::numeric_limits<float>::infinity()) {  // every key masked

@@ -13,6 +13,9 @@ bool has_avx512();
 
 namespace avx512 {
 
+// y[i] = exp(x[i]) with the kernels' vectorised exp (exposed for its accuracy test).
+void exp_row(const float* x, float* y, int64_t n);
+
 // y = softmax(x) or log_softmax(x) over one row of n floats; an all -inf row gives 0 / -inf.
 void softmax_row(const float* x, float* y, int64_t n, bool log);
 // Input gradient of one row from y = softmax (or log_softmax) and the output gradient g.
