@@ -102,16 +102,25 @@ void backward(const LayerNormParams& p, const T* x, const T* w, const double* me
         }
         const T c0 = static_cast<T>(sum_h / n), c1 = static_cast<T>(sum_hx / n);
         T* gxr = gx + r * n;
-        for (int64_t k = 0; k < n; ++k) {
-          const T xh = ((xr[k] - hi) - lo) * a;
-          gxr[k] = a * (gr[k] * w[k] - c0 - xh * c1);
+        if (affine) {
+          for (int64_t k = 0; k < n; ++k) {
+            const T xh = ((xr[k] - hi) - lo) * a;
+            gxr[k] = a * (gr[k] * w[k] - c0 - xh * c1);
+            pw[k] += static_cast<double>(gr[k]) * xh;
+            pb[k] += gr[k];
+          }
+        } else {
+          for (int64_t k = 0; k < n; ++k) {
+            const T xh = ((xr[k] - hi) - lo) * a;
+            gxr[k] = a * (gr[k] * w[k] - c0 - xh * c1);
+          }
         }
-      }
-      if (affine)
+      } else if (affine) {
         for (int64_t k = 0; k < n; ++k) {
           pw[k] += static_cast<double>(gr[k]) * (((xr[k] - hi) - lo) * a);
           pb[k] += gr[k];
         }
+      }
     }
   }
   if (!affine) return;
