@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 
@@ -19,14 +20,14 @@ namespace heed::kernels::cpu {
 
 namespace {
 
-// Tiling: aim for tiles of kTileWork multiply-adds (~25 us on one core), at most kMaxTiles per
-// call. Tiles are tall (BLAS repacks all of B for every tile, so thin tiles waste that work:
-// measured on one core, 128-row tiles run at ~85-90% of an untiled sgemm, 256-row tiles at
-// ~90-95%); columns are split only when rows alone do not give enough tiles.
-constexpr int64_t kTileWork = int64_t{1} << 22;
-constexpr int64_t kMaxTiles = 16;
-constexpr int64_t kMinRows = 128, kPreferredRows = 256;
-constexpr int64_t kMinCols = 512;
+// Tiling. A product is split into as many tiles as the machine has processors (fewer when
+// it is small, or when a batch already has enough items): row blocks when there are enough
+// rows, else column blocks. The count depends on the problem and on the machine's processor
+// count, never on how many threads run, so results on a machine do not depend on
+// omp_set_num_threads. Few, large tiles matter: in row-major BLAS every row tile repacks all
+// of B (measured on one core at n = 2048: four 512-row tiles ran at ~84% of one untiled call).
+constexpr int64_t kMinRows = 128, kMinCols = 512;
+constexpr int64_t kTileWork = int64_t{1} << 22;  // multiply-adds per tile, at least
 // Below this many multiply-adds in all, the tiles run on the calling thread (same tiles, same bits).
 constexpr int64_t kParallelWork = int64_t{1} << 16;
 
@@ -60,10 +61,9 @@ void blas(const GemmParams& p, int64_t m, int64_t n, const double* a, const doub
 }
 
 template <class T>
-void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int64_t* b_off, int64_t c_stride,
-             const T* a, const T* b, T* c) {
+void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_off, const int64_t* b_off,
+           int64_t c_stride, const T* a, const T* b, T* c) {
   if (items == 0 || p.m == 0 || p.n == 0) return;
-  const GemmTiling tiling = gemm_tiling(p.m, p.n, p.k, items);
   const int64_t tiles_m = ceil_div(p.m, tiling.rows), tiles_n = ceil_div(p.n, tiling.cols);
   const int64_t per_item = tiles_m * tiles_n, total = items * per_item;
   const bool parallel = total > 1 && items * p.m * p.n * std::max<int64_t>(p.k, 1) >= kParallelWork;
@@ -82,16 +82,30 @@ void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int
   }
 }
 
+template <class T>
+void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int64_t* b_off, int64_t c_stride,
+             const T* a, const T* b, T* c) {
+  tiled(p, gemm_tiling(p.m, p.n, p.k, items), items, a_off, b_off, c_stride, a, b, c);
+}
+
 }  // namespace
 
-GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items) {
+int64_t processor_count() {
+  static const int64_t count = std::clamp<int64_t>(sysconf(_SC_NPROCESSORS_CONF), 1, 256);
+  return count;
+}
+
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items, int64_t processors) {
   const int64_t work = m * n * std::max<int64_t>(k, 1);
-  // Enough items already keep the threads busy: one tile per item.
-  const int64_t wanted = std::clamp<int64_t>(ceil_div(work, kTileWork), 1, ceil_div(kMaxTiles, items));
-  const int64_t min_rows = m >= 2 * kPreferredRows ? kPreferredRows : kMinRows;
-  const int64_t tiles_m = std::clamp<int64_t>(m / min_rows, 1, wanted);
-  const int64_t tiles_n = std::clamp<int64_t>(n / kMinCols, 1, ceil_div(wanted, tiles_m));
+  const int64_t wanted = std::clamp<int64_t>(std::min(ceil_div(work, kTileWork), ceil_div(processors, items)), 1,
+                                             processors);
+  const int64_t tiles_m = std::clamp<int64_t>(m / kMinRows, 1, wanted);
+  const int64_t tiles_n = tiles_m < wanted ? std::clamp<int64_t>(n / kMinCols, 1, ceil_div(wanted, tiles_m)) : 1;
   return {round_up(ceil_div(m, tiles_m), 16), round_up(ceil_div(n, tiles_n), 16)};
+}
+
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items) {
+  return gemm_tiling(m, n, k, items, processor_count());
 }
 
 void gemm(const GemmParams& p, const float* a, const float* b, float* c) {
@@ -112,6 +126,16 @@ void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, 
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
                   int64_t c_stride, const double* a, const double* b, double* c) {
   batched(p, items, a_offsets, b_offsets, c_stride, a, b, c);
+}
+
+void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
+                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c) {
+  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c);
+}
+
+void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
+                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c) {
+  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c);
 }
 
 }  // namespace heed::kernels::cpu

@@ -25,11 +25,22 @@ void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, 
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
                   int64_t c_stride, const double* a, const double* b, double* c);
 
-// How each product of a batch of `items` products of this shape is tiled: rows and columns per
-// tile. Depends on the problem only, never on the thread count. Exposed for tests.
+struct GemmTiling;
+
+// The same with an explicit tiling (gemm_batched uses gemm_tiling's); exposed for tests.
+void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
+                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c);
+void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
+                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c);
+
+// How each product of a batch of `items` products of this shape is tiled: rows and columns
+// per tile. Depends on the problem and the machine's processor count (sysconf), never on the
+// number of threads in use. The second form takes the processor count, for tests.
 struct GemmTiling {
   int64_t rows = 0, cols = 0;
 };
 GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items = 1);
+GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items, int64_t processors);
+int64_t processor_count();
 
 }  // namespace heed::kernels::cpu
