@@ -6,8 +6,8 @@
 // and in its threaded one (level3_thread.c takes (rest + 1) / 2), so e.g. a 600x700x500
 // sgemm on SkylakeX kernels (GEMM_Q = 384) gives different bits with 1 and 2 threads for
 // K = 500, 600, 700, 1000, ... Here every tile is a single-threaded BLAS call whose
-// arguments depend only on the problem, so each element of C is computed the same way
-// whatever the thread count.
+// arguments depend only on the problem and the machine, so each element of C is computed the
+// same way whatever the thread count.
 #include "heed/kernels/cpu/gemm.h"
 
 #include <cblas.h>
