@@ -11,13 +11,16 @@
 #include <immintrin.h>
 
 #include <cmath>
-#include <limits>
 
 namespace heed::kernels::cpu {
 
 namespace avx512 {
 
 namespace {
+
+// Only builtins and C functions here: an out-of-line copy of a standard-library template
+// compiled with AVX-512 flags could be picked by the linker for callers on other CPUs.
+constexpr float kNegInf = -__builtin_inff();
 
 inline __m512 exp16(__m512 x) {
   // Clamp from below (exp(-104) < the smallest denormal); max(c, x) keeps NaN in x.
@@ -54,7 +57,7 @@ inline void add_pd(__m512d& lo, __m512d& hi, __m512 v) {
 inline double reduce_pd(__m512d lo, __m512d hi) { return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi)); }
 
 inline float row_max(const float* x, int64_t n) {
-  const __m512 neg_inf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
   __m512 m = neg_inf;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);
@@ -72,7 +75,7 @@ void exp_row(const float* x, float* y, int64_t n) {
 
 void softmax_row(const float* x, float* y, int64_t n, bool log) {
   const float m = row_max(x, n);
-  if (m == -std::numeric_limits<float>::infinity()) {  // every key masked
+  if (m == kNegInf) {  // every key masked
     for (int64_t i = 0; i < n; ++i) y[i] = log ? m : 0.0f;
     return;
   }
@@ -111,7 +114,7 @@ void softmax_backward_row(const float* y, const float* g, float* gx, int64_t n, 
   const int64_t body = n - n % 16;
   if (log) {
     // g_x = g - exp(y) * sum(g); zero for an all -inf row (no dependence on x).
-    if (row_max(y, n) == -std::numeric_limits<float>::infinity()) {
+    if (row_max(y, n) == kNegInf) {
       for (int64_t j = 0; j < n; ++j) gx[j] = 0.0f;
       return;
     }
