@@ -192,7 +192,7 @@ Tensor pow(const Tensor& x, double e) {
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   HEED_CHECK(cond.defined() && cond.dtype() == DType::kU8, "where: condition must be a u8 tensor, got ",
-             cond.str());
+             cond.str(), " (values ", a.str(), " and ", b.str(), ")");
   check_same_dtype(a, b, "where");
   Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   Tensor c8 = cond.raw_expand(shape);
@@ -215,7 +215,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 Tensor masked_fill(const Tensor& x, const Tensor& mask, double value) {
   check_float(x, "masked_fill");
   HEED_CHECK(mask.defined() && mask.dtype() == DType::kU8, "masked_fill: mask must be a u8 tensor, got ",
-             mask.str());
+             mask.str(), " for ", x.str());
   Shape shape = broadcast_shapes(x.shape(), mask.shape(), "masked_fill");
   HEED_CHECK(shape == x.shape(), "masked_fill: mask ", mask.str(), " does not broadcast to ", x.str());
   return where(mask, Tensor::full({}, value, x.dtype()), x);

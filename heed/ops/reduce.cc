@@ -25,8 +25,8 @@ ReducePlan plan_reduce(const Tensor& x, const std::vector<int64_t>& dims, bool k
   ReducePlan p;
   p.reduced.assign(x.dim(), dims.empty());
   for (int64_t d : dims) {
-    int64_t w = wrap_dim(d, x.dim(), op);
-    HEED_CHECK(!p.reduced[w], op, ": dimension ", d, " listed twice");
+    int64_t w = wrap_dim(d, x.shape(), op);
+    HEED_CHECK(!p.reduced[w], op, ": dimension ", d, " listed twice in ", shape_str(dims), " for ", x.str());
     p.reduced[w] = true;
   }
   for (int64_t i = 0; i < x.dim(); ++i) {
@@ -81,7 +81,7 @@ Tensor mean(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim) {
 
 Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
   check_reducible(x, "max");
-  const int64_t d = wrap_dim(dim, x.dim(), "max");
+  const int64_t d = wrap_dim(dim, x.shape(), "max");
   HEED_CHECK(x.size(d) > 0, "max: dimension ", d, " of ", x.str(), " is empty");
   ReducePlan p = plan_reduce(x, {d}, keepdim, "max");
   Tensor out = Tensor::empty(p.keep_shape, x.dtype());

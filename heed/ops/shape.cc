@@ -39,7 +39,7 @@ Tensor transpose(const Tensor& x, int64_t d0, int64_t d1) {
 
 Tensor slice(const Tensor& x, int64_t dim, int64_t start, int64_t end, int64_t step) {
   Tensor out = x.raw_slice(dim, start, end, step);
-  const int64_t d = wrap_dim(dim, x.dim(), "slice");
+  const int64_t d = wrap_dim(dim, x.shape(), "slice");
   const int64_t n = x.size(d);
   int64_t s0 = start < 0 ? start + n : start;
   s0 = std::clamp<int64_t>(s0, 0, n);
@@ -86,7 +86,7 @@ Tensor contiguous(const Tensor& x) {
 Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
   HEED_CHECK(!xs.empty(), "concat: no tensors given");
   const Tensor& first = xs.front();
-  const int64_t d = wrap_dim(dim, first.dim(), "concat");
+  const int64_t d = wrap_dim(dim, first.shape(), "concat");
   Shape shape = first.shape();
   shape[d] = 0;
   std::vector<int64_t> sizes;
@@ -118,14 +118,14 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t dim) {
 }
 
 std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, int64_t dim) {
-  const int64_t d = wrap_dim(dim, x.dim(), "split");
+  const int64_t d = wrap_dim(dim, x.shape(), "split");
   int64_t total = std::accumulate(sizes.begin(), sizes.end(), int64_t{0});
   HEED_CHECK(total == x.size(d), "split: sizes ", shape_str(sizes), " sum to ", total, ", expected ",
              x.size(d), " (dimension ", d, " of ", x.str(), ")");
   std::vector<Tensor> parts;
   int64_t at = 0;
   for (int64_t s : sizes) {
-    HEED_CHECK(s >= 0, "split: negative size in ", shape_str(sizes));
+    HEED_CHECK(s >= 0, "split: negative size in ", shape_str(sizes), " for ", x.str());
     parts.push_back(slice(x, d, at, at + s));
     at += s;
   }
@@ -135,7 +135,7 @@ std::vector<Tensor> split(const Tensor& x, const std::vector<int64_t>& sizes, in
 Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
   HEED_CHECK(index.defined() && index.dtype() == DType::kI64 && index.dim() == 1,
              "index_select: index must be a 1-D i64 tensor, got ", index.str());
-  const int64_t d = wrap_dim(dim, x.dim(), "index_select");
+  const int64_t d = wrap_dim(dim, x.shape(), "index_select");
   const int64_t n = x.size(d);
   std::vector<int64_t> idx = index.to_vector<int64_t>();
   for (int64_t i : idx)

@@ -44,6 +44,14 @@ int64_t wrap_dim(int64_t d, int64_t rank, const char* op) {
   return d < 0 ? d + r : d;
 }
 
+int64_t wrap_dim(int64_t d, std::span<const int64_t> shape, const char* op) {
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  const int64_t r = std::max<int64_t>(rank, 1);
+  HEED_CHECK(d >= -r && d < r, op, ": dimension ", d, " out of range for shape ", shape_str(shape),
+             " (expected in [", -r, ", ", r - 1, "])");
+  return d < 0 ? d + r : d;
+}
+
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   size_t n = std::max(a.size(), b.size());
   Shape out(n);
@@ -129,8 +137,8 @@ Tensor Tensor::uniform(const Shape& shape, double lo, double hi, uint64_t seed, 
 
 // ---------------------------------------------------------------- properties
 
-int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::size(int64_t d) const { return shape()[wrap_dim(d, shape(), "size")]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, shape(), "stride")]; }
 
 bool Tensor::is_contiguous() const {
   int64_t expected = 1;
@@ -194,7 +202,7 @@ Tensor Tensor::raw_reshape(const Shape& shape_in) const {
       HEED_CHECK(infer < 0, "reshape: more than one -1 in ", shape_str(shape_in));
       infer = static_cast<int64_t>(i);
     } else {
-      HEED_CHECK(shape[i] >= 0, "reshape: negative dimension in ", shape_str(shape_in));
+      HEED_CHECK(shape[i] >= 0, "reshape: negative dimension in ", shape_str(shape_in), " for ", str());
       known *= shape[i];
     }
   }
@@ -211,12 +219,12 @@ Tensor Tensor::raw_reshape(const Shape& shape_in) const {
 
 Tensor Tensor::raw_permute(const std::vector<int64_t>& dims) const {
   HEED_CHECK(static_cast<int64_t>(dims.size()) == dim(), "permute: ", dims.size(),
-             " dimensions given for a tensor of rank ", dim());
+             " dimensions given for ", str(), " (expected ", dim(), ")");
   Shape shape(dims.size()), strides(dims.size());
   std::vector<bool> seen(dims.size(), false);
   for (size_t i = 0; i < dims.size(); ++i) {
-    int64_t d = wrap_dim(dims[i], dim(), "permute");
-    HEED_CHECK(!seen[d], "permute: dimension ", d, " repeated in ", shape_str(dims));
+    int64_t d = wrap_dim(dims[i], this->shape(), "permute");
+    HEED_CHECK(!seen[d], "permute: dimension ", d, " repeated in ", shape_str(dims), " for ", str());
     seen[d] = true;
     shape[i] = this->shape()[d];
     strides[i] = this->strides()[d];
@@ -225,8 +233,8 @@ Tensor Tensor::raw_permute(const std::vector<int64_t>& dims) const {
 }
 
 Tensor Tensor::raw_transpose(int64_t d0, int64_t d1) const {
-  d0 = wrap_dim(d0, dim(), "transpose");
-  d1 = wrap_dim(d1, dim(), "transpose");
+  d0 = wrap_dim(d0, shape(), "transpose");
+  d1 = wrap_dim(d1, shape(), "transpose");
   std::vector<int64_t> dims(dim());
   std::iota(dims.begin(), dims.end(), 0);
   std::swap(dims[d0], dims[d1]);
@@ -234,9 +242,9 @@ Tensor Tensor::raw_transpose(int64_t d0, int64_t d1) const {
 }
 
 Tensor Tensor::raw_slice(int64_t d, int64_t start, int64_t end, int64_t step) const {
-  d = wrap_dim(d, dim(), "slice");
+  d = wrap_dim(d, shape(), "slice");
   int64_t n = shape()[d];
-  HEED_CHECK(step >= 1, "slice: step must be >= 1, got ", step);
+  HEED_CHECK(step >= 1, "slice: step must be >= 1, got ", step, " for ", str());
   if (start < 0) start += n;
   if (end < 0) end += n;
   start = std::clamp<int64_t>(start, 0, n);
@@ -250,6 +258,8 @@ Tensor Tensor::raw_slice(int64_t d, int64_t start, int64_t end, int64_t step) co
 Tensor Tensor::raw_expand(const Shape& shape) const {
   HEED_CHECK(shape.size() >= static_cast<size_t>(dim()), "expand: cannot expand ", str(), " to ",
              shape_str(shape), " (fewer dimensions)");
+  for (int64_t d : shape)
+    HEED_CHECK(d >= 0, "expand: negative dimension in ", shape_str(shape), " for ", str());
   size_t lead = shape.size() - dim();
   Shape strides(shape.size(), 0);
   for (size_t i = 0; i < shape.size(); ++i) {
@@ -266,7 +276,9 @@ Tensor Tensor::raw_expand(const Shape& shape) const {
 }
 
 Tensor Tensor::raw_unsqueeze(int64_t d) const {
-  d = wrap_dim(d, dim() + 1, "unsqueeze");
+  HEED_CHECK(d >= -(dim() + 1) && d <= dim(), "unsqueeze: dimension ", d, " out of range for ", str(),
+             " (expected in [", -(dim() + 1), ", ", dim(), "])");
+  if (d < 0) d += dim() + 1;
   Shape shape = this->shape(), strides = this->strides();
   int64_t st = d < dim() ? strides[d] * shape[d] : 1;
   shape.insert(shape.begin() + d, 1);
@@ -275,7 +287,7 @@ Tensor Tensor::raw_unsqueeze(int64_t d) const {
 }
 
 Tensor Tensor::raw_squeeze(int64_t d) const {
-  d = wrap_dim(d, dim(), "squeeze");
+  d = wrap_dim(d, shape(), "squeeze");
   HEED_CHECK(shape()[d] == 1, "squeeze: dimension ", d, " of ", str(), " has size ", shape()[d],
              ", expected 1");
   Shape shape = this->shape(), strides = this->strides();
@@ -310,6 +322,10 @@ inline D convert(S v) {
 
 void Tensor::copy_from(const Tensor& src_in) {
   Tensor src = src_in.shape() == shape() ? src_in : src_in.raw_expand(shape());
+  if (src.dtype() == dtype() && is_contiguous() && src.is_contiguous()) {  // same layout: copy the bytes
+    std::memmove(raw_data(), src.raw_data(), numel() * dtype_size(dtype()));
+    return;
+  }
   dispatch_all(dtype(), [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), [&](auto stag) {

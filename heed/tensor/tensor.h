@@ -137,6 +137,8 @@ class Tensor {
 
 // Normalises a possibly negative dimension index against rank, naming `op` on error.
 int64_t wrap_dim(int64_t d, int64_t rank, const char* op);
+// Same, for a dimension of a tensor of `shape`; the error also names the shape.
+int64_t wrap_dim(int64_t d, std::span<const int64_t> shape, const char* op);
 // Broadcast two shapes NumPy-style; throws naming `op` when they do not broadcast.
 Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
 

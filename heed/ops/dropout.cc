@@ -1,0 +1,44 @@
+// dropout: checks, the Philox-driven kernel, and the backward rule (the same mask on g).
+#include "heed/ops/dropout.h"
+
+#include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/dropout_cpu.h"
+
+namespace heed {
+
+namespace {
+
+Tensor apply_mask(const Tensor& x, const kernels::cpu::DropoutParams& p) {
+  Tensor xc = x.raw_contiguous();  // row-major: element i is index i
+  Tensor y = Tensor::empty(x.shape(), x.dtype());  // same shape as x
+  dispatch_float(x.dtype(), "dropout", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::dropout_apply(p, y.numel(), xc.data<T>(), y.data<T>());
+  });
+  return y;
+}
+
+}  // namespace
+
+Tensor dropout(const Tensor& x, const DropoutOptions& options) {
+  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
+             "dropout: expected a f32 or f64 tensor, got ", x.str());
+  HEED_CHECK(options.p >= 0 && options.p <= 1, "dropout: p = ", options.p, " for ", x.str(),
+             ", expected a probability in [0, 1]");
+  if (!options.training || options.p == 0) return x;
+  if (options.p == 1) {
+    Tensor y = Tensor::zeros(x.shape(), x.dtype());  // same shape as x
+    autograd::record("dropout", y, {x}, [](const Tensor& g) {
+      return std::vector<Tensor>{Tensor::zeros(g.shape(), g.dtype())};
+    });
+    return y;
+  }
+  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
+                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  Tensor y = apply_mask(x, p);  // same shape as x
+  // y = x * keep / (1 - p)  =>  g_x = g * keep / (1 - p): the same mask, regenerated from the counters.
+  autograd::record("dropout", y, {x}, [p](const Tensor& g) { return std::vector<Tensor>{apply_mask(g, p)}; });
+  return y;
+}
+
+}  // namespace heed

@@ -1,0 +1,106 @@
+// dropout: the index contract shared with the fused attention kernel (element i kept iff
+// dropout_keep(seed, stream, i, p)), scaling, the special cases p = 0 / 1 / eval, bitwise
+// reproducibility, and its gradient.
+#include "heed/ops/dropout.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "heed/heed.h"
+#include "heed/kernels/ref/ops_ref.h"
+#include "heed/tensor/random.h"
+#include "heed/testing/numerics.h"
+
+namespace heed {
+namespace {
+
+using ref::Layout;
+using testing::all_close;
+using testing::bitwise_equal;
+
+TEST(Dropout, KeepsExactlyTheElementsTheContractNames) {
+  uint64_t seed = 1;
+  for (const Shape& shape : {Shape{1}, Shape{7}, Shape{257}, Shape{33, 17}, Shape{3, 7, 33}})
+    for (Layout layout : ref::kAllLayouts)
+      for (double p : {0.1, 0.5, 0.9})
+        for (DType dtype : {DType::kF32, DType::kF64}) {
+          Tensor x = ref::make_input(shape, layout, ++seed, dtype, 0.5, 2.0);  // never 0
+          const DropoutOptions o{.p = p, .seed = 1000 + seed, .stream = seed % 3};
+          Tensor y = dropout(x, o);
+          EXPECT_TRUE(all_close(y, ref::dropout(x, p, o.seed, o.stream), testing::kElementwise))
+              << x.str() << " " << ref::layout_name(layout) << " p " << p;
+          // The rule, element by element, on the row-major index of the output.
+          std::vector<double> yv = y.to_vector<double>();
+          for (size_t i = 0; i < yv.size(); ++i)
+            ASSERT_EQ(yv[i] != 0, random::dropout_keep(o.seed, o.stream, i, static_cast<float>(p))) << i;
+        }
+}
+
+TEST(Dropout, KeepFractionAndScale) {
+  Tensor x = Tensor::ones({1 << 16});
+  for (double p : {0.1, 0.3, 0.75}) {
+    std::vector<float> y = dropout(x, {.p = p, .seed = 7}).to_vector<float>();
+    int64_t kept = 0;
+    for (float v : y) {
+      if (v != 0) {
+        ++kept;
+        EXPECT_FLOAT_EQ(v, static_cast<float>(1 / (1 - p)));
+      }
+    }
+    const double frac = static_cast<double>(kept) / y.size();
+    EXPECT_NEAR(frac, 1 - p, 0.01) << p;  // ~4.6 standard deviations at n = 65536
+  }
+}
+
+TEST(Dropout, SameSeedIsBitwiseIdenticalOtherSeedOrStreamDiffers) {
+  Tensor x = Tensor::randn({33, 257}, 1);
+  const DropoutOptions o{.p = 0.3, .seed = 42, .stream = 5};
+  EXPECT_TRUE(bitwise_equal(dropout(x, o), dropout(x, o)));
+  DropoutOptions other_seed = o, other_stream = o;
+  other_seed.seed = 43;
+  other_stream.stream = 6;
+  EXPECT_FALSE(bitwise_equal(dropout(x, o), dropout(x, other_seed)));
+  EXPECT_FALSE(bitwise_equal(dropout(x, o), dropout(x, other_stream)));
+}
+
+TEST(Dropout, IdentityWhenEvaluatingOrPZeroAndZerosForPOne) {
+  Tensor x = testing::rand_param({4, 5}, 1);
+  EXPECT_TRUE(dropout(x, {.p = 0.5, .training = false}).same(x));
+  EXPECT_TRUE(dropout(x, {.p = 0.0}).same(x));
+  Tensor y = dropout(x, {.p = 1.0, .seed = 3});
+  for (double v : y.to_vector<double>()) EXPECT_EQ(v, 0.0);
+  sum(y).backward();
+  for (double v : x.grad().to_vector<double>()) EXPECT_EQ(v, 0.0);
+}
+
+TEST(Dropout, ProbabilityOutsideUnitIntervalIsAnError) {
+  Tensor x = Tensor::ones({2, 3});
+  for (double p : {-0.1, 1.5, static_cast<double>(NAN)}) {
+    try {
+      dropout(x, {.p = p});
+      FAIL() << p;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("dropout: p = "), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("f32[2, 3]"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(dropout(x, {.p = 2.0, .training = false}), Error);  // checked in eval mode too
+}
+
+TEST(Dropout, GradientIsTheSameMaskScaled) {
+  const DropoutOptions o{.p = 0.4, .seed = 9, .stream = 1};
+  EXPECT_TRUE(testing::gradcheck([o](const std::vector<Tensor>& x) { return dropout(x[0], o); },
+                                 {testing::rand_param({5, 7}, 2)}));
+  // Through a non-contiguous input: the mask follows the output's row-major index.
+  EXPECT_TRUE(testing::gradcheck(
+      [o](const std::vector<Tensor>& x) { return dropout(transpose(x[0], 0, 1), o); }, {testing::rand_param({5, 7}, 3)}));
+  Tensor x = testing::rand_param({6, 11}, 4);
+  Tensor y = dropout(x, o);
+  sum(y).backward();
+  std::vector<double> g = x.grad().to_vector<double>(), yv = y.to_vector<double>();
+  for (size_t i = 0; i < g.size(); ++i) EXPECT_DOUBLE_EQ(g[i], yv[i] != 0 ? 1 / 0.6 : 0.0) << i;
+}
+
+}  // namespace
+}  // namespace heed
