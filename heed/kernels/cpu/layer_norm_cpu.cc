@@ -82,24 +82,10 @@ void backward(const LayerNormParams& p, const T* x, const T* w, const double* me
       const T a = static_cast<T>(rs), hi = static_cast<T>(mu), lo = static_cast<T>(mu - static_cast<double>(hi));
       if (gx) {
         // h = g * w; g_x = rstd * (h - mean(h) - xhat * mean(h * xhat))
-        double acc_h[8] = {0, 0, 0, 0, 0, 0, 0, 0}, acc_hx[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        int64_t i = 0;
-        for (; i + 8 <= n; i += 8)
-          for (int j = 0; j < 8; ++j) {
-            const T h = gr[i + j] * w[i + j], xh = ((xr[i + j] - hi) - lo) * a;
-            acc_h[j] += h;
-            acc_hx[j] += static_cast<double>(h) * xh;
-          }
-        double sum_h = 0, sum_hx = 0;
-        for (int j = 0; j < 8; ++j) {
-          sum_h += acc_h[j];
-          sum_hx += acc_hx[j];
-        }
-        for (; i < n; ++i) {
-          const T h = gr[i] * w[i], xh = ((xr[i] - hi) - lo) * a;
-          sum_h += h;
-          sum_hx += static_cast<double>(h) * xh;
-        }
+        const double sum_h = lane_sum(n, [&](int64_t i) { return static_cast<double>(gr[i] * w[i]); });
+        const double sum_hx = lane_sum(n, [&](int64_t i) {
+          return static_cast<double>(gr[i] * w[i]) * (((xr[i] - hi) - lo) * a);
+        });
         const T c0 = static_cast<T>(sum_h / n), c1 = static_cast<T>(sum_hx / n);
         T* gxr = gx + r * n;
         if (affine) {
