@@ -254,12 +254,39 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t am, int64_t a
 // ---------------------------------------------------------------------------------------
 // Packing.
 
-// dst[d*ld + r] = src_r[d*sd] * f for the rows' vectors (Q^T, dO^T); padding rows get 0.
-inline void pack_transposed(float* dst, int64_t ld, const float* const* src, int R, int Rp,
+// Asks for `rows` rows of `n` floats at `stride` apart to be brought into the cache, so
+// that their misses overlap instead of stalling one by one.
+inline void prefetch_rows(const float* p, int64_t rows, int64_t stride, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t x = 0; x < n; x += 16) __builtin_prefetch(p + r * stride + x);
+}
+
+// dst[d*ld + r] = src[r*rs + d*sd] * f for r < R, d < n (Q^T, dO^T); rows R..Rp get 0.
+// With unit sd, whole kW x kW blocks go through registers and a transpose.
+inline void pack_transposed(float* dst, int64_t ld, const float* src, int64_t rs, int R, int Rp,
                             int64_t n, int64_t sd, float f) {
+  int r0 = 0;
+  if constexpr (kW > 1) {
+    if (sd == 1) {
+      prefetch_rows(src, R, rs, n);
+      const Reg fv = V::set1(f);
+      for (; r0 + kW <= R; r0 += kW) {
+        for (int64_t d0 = 0; d0 < n; d0 += kW) {
+          const int nd = static_cast<int>(imin(kW, n - d0));
+          Reg x[kW];
+          for (int r = 0; r < kW; ++r) {
+            const float* p = src + (r0 + r) * rs + d0;
+            x[r] = nd == kW ? V::load(p) : V::load_n(p, nd);
+          }
+          V::transpose(x);
+          for (int d = 0; d < nd; ++d) V::store(dst + (d0 + d) * ld + r0, V::mul(x[d], fv));
+        }
+      }
+    }
+  }
   for (int64_t d = 0; d < n; ++d) {
     float* out = dst + d * ld;
-    for (int r = 0; r < R; ++r) out[r] = src[r][d * sd] * f;
+    for (int r = r0; r < R; ++r) out[r] = src[r * rs + d * sd] * f;
     for (int r = R; r < Rp; ++r) out[r] = 0.0f;
   }
 }
@@ -280,6 +307,10 @@ inline void pack_rows(float* dst, int64_t ld, const float* src, int64_t rows, in
     }
     for (int64_t d = n; d < ld; ++d) out[d] = 0.0f;
   }
+}
+
+inline const float* q_row(const Ctx& c, int64_t b, const Rows& rows, int r) {
+  return c.q + b * c.qs[0] + rows.rh[r] * c.qs[1] + rows.ri[r] * c.qs[2];
 }
 
 // ---------------------------------------------------------------------------------------
@@ -367,7 +398,6 @@ struct FwdScratch {
   float* m;      // [Br]      running max (log2 units)
   float* l;      // [Br]      running sum
   float* alpha;  // [Br]      rescaling of the previous blocks
-  const float** src;  // [Br] row pointers for packing
   uint8_t* keep;      // [Bc]
   uint16_t* qt16;  // bf16 path: [D/2, Br, 2] Q^T pairs
   uint16_t* k16;   // bf16 path: [Bc, Dp2] K rows
@@ -385,7 +415,6 @@ FwdScratch carve_fwd(Arena& a, const Ctx& c, bool bf16) {
   s.m = a.take<float>(kBr);
   s.l = a.take<float>(kBr);
   s.alpha = a.take<float>(kBr);
-  s.src = a.take<const float*>(kBr);
   s.keep = a.take<uint8_t>(kBc);
   if (bf16) {
     const int64_t dp2 = round_up(c.D, 2);
@@ -418,20 +447,36 @@ void softmax_block(FwdScratch& s, int64_t Bn, int R, int Rp, int64_t Dvp) {
   float* st = s.st;
   for (int iv = 0; iv < Rp; iv += kW) {
     Reg mx = V::load(s.m + iv);
-    Reg cm = V::set1(-kInf);
-    for (int64_t jj = 0; jj < Bn; ++jj) cm = V::max(cm, V::load(st + jj * Rp + iv));
-    Reg mn = V::max(mx, cm);
+    // Four independent chains: one chain of dependent maxes would wait on its latency.
+    Reg c0 = V::set1(-kInf), c1 = c0, c2 = c0, c3 = c0;
+    int64_t jj = 0;
+    for (; jj + 4 <= Bn; jj += 4) {
+      c0 = V::max(c0, V::load(st + jj * Rp + iv));
+      c1 = V::max(c1, V::load(st + (jj + 1) * Rp + iv));
+      c2 = V::max(c2, V::load(st + (jj + 2) * Rp + iv));
+      c3 = V::max(c3, V::load(st + (jj + 3) * Rp + iv));
+    }
+    for (; jj < Bn; ++jj) c0 = V::max(c0, V::load(st + jj * Rp + iv));
+    Reg mn = V::max(mx, V::max(V::max(c0, c1), V::max(c2, c3)));
     // A row whose keys so far are all masked keeps m = -inf; subtracting -FLT_MAX instead
     // keeps its weights exactly 0 rather than NaN.
     Reg ms = V::max(mn, V::set1(-kMaxFloat));
-    Reg al = V::exp2(V::sub(mx, ms));
-    Reg sum = V::zero();
-    for (int64_t jj = 0; jj < Bn; ++jj) {
-      Reg p = V::exp2(V::sub(V::load(st + jj * Rp + iv), ms));
-      V::store(st + jj * Rp + iv, p);
-      sum = V::add(sum, p);
+    Reg al = V::exp2_nonpositive(V::sub(mx, ms));
+    Reg sum0 = V::zero(), sum1 = V::zero();
+    for (jj = 0; jj + 2 <= Bn; jj += 2) {
+      Reg p0 = V::exp2_nonpositive(V::sub(V::load(st + jj * Rp + iv), ms));
+      Reg p1 = V::exp2_nonpositive(V::sub(V::load(st + (jj + 1) * Rp + iv), ms));
+      V::store(st + jj * Rp + iv, p0);
+      V::store(st + (jj + 1) * Rp + iv, p1);
+      sum0 = V::add(sum0, p0);
+      sum1 = V::add(sum1, p1);
     }
-    V::store(s.l + iv, V::fma(V::load(s.l + iv), al, sum));
+    if (jj < Bn) {
+      Reg p = V::exp2_nonpositive(V::sub(V::load(st + jj * Rp + iv), ms));
+      V::store(st + jj * Rp + iv, p);
+      sum0 = V::add(sum0, p);
+    }
+    V::store(s.l + iv, V::fma(V::load(s.l + iv), al, V::add(sum0, sum1)));
     V::store(s.m + iv, mn);
     V::store(s.alpha + iv, al);
   }
@@ -452,8 +497,11 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
   Rows& rows = s.rows;
   const int R = rows.R, Rp = rows.Rp;
   const int64_t D = c.D, Dv = c.Dv, Dvp = c.Dvp;
-  for (int r = 0; r < R; ++r) s.src[r] = c.q + b * c.qs[0] + rows.rh[r] * c.qs[1] + rows.ri[r] * c.qs[2];
-  if (!bf16) pack_transposed(s.qt, Rp, s.src, R, Rp, D, c.qs[3], c.q_factor);
+  // The rows of a block are equally spaced in q (consecutive rows of one head, or the
+  // same row of consecutive heads), so a base pointer and a row stride describe them.
+  const float* q0 = q_row(c, b, rows, 0);
+  const int64_t q_rs = R > 1 ? q_row(c, b, rows, 1) - q0 : 0;
+  if (!bf16) pack_transposed(s.qt, Rp, q0, q_rs, R, Rp, D, c.qs[3], c.q_factor);
   for (int r = 0; r < Rp; ++r) {
     s.m[r] = -kInf;
     s.l[r] = 0.0f;
@@ -464,7 +512,10 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
   rows_key_range(c, b, rows, kbeg, kend, &jlo, &jhi);
   const float* kbase = c.k + b * c.ks[0] + kvh * c.ks[1];
   const float* vbase = c.v + b * c.vs[0] + kvh * c.vs[1];
-  const bool v_in_place = c.vs[3] == 1 && Dv % kW == 0;
+  // V rows are read in place when they are whole, unit-stride, 64-byte aligned vectors
+  // (a tensor's storage is 64-byte aligned); otherwise copied per block.
+  const bool v_in_place = c.vs[3] == 1 && Dv % kW == 0 && (c.vs[2] * 4) % 64 == 0 &&
+                          reinterpret_cast<uintptr_t>(vbase) % 64 == 0;
   const bool k_blas = c.blas && c.ks[3] == 1;
 #if HEED_FLASH_BF16
   bool q_ready = false;
@@ -473,6 +524,11 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
     const int64_t Bn = imin(kBc, jhi - j0);
     const Cover cover = classify(c, rows, j0, j0 + Bn);
     if (cover == Cover::kNone) continue;
+    if (j0 + kBc < jhi) {  // the next block's keys and values, while this one computes
+      const int64_t next = imin(kBc, jhi - j0 - kBc);
+      if (c.ks[3] == 1) prefetch_rows(kbase + (j0 + kBc) * c.ks[2], next, c.ks[2], D);
+      if (c.vs[3] == 1) prefetch_rows(vbase + (j0 + kBc) * c.vs[2], next, c.vs[2], Dv);
+    }
     // S^T [Bn, Rp] = K Q^T
 #if HEED_FLASH_BF16
     if (bf16) {
@@ -686,7 +742,6 @@ GradCtx make_grad_ctx(const FlashGrads& g) {
 
 struct BwdScratch {
   Rows rows;
-  const float** src;  // [Br]
   float* qt;    // [D, Br]   Q^T * q_factor
   float* dot;   // [Dv, Br]  dO^T
   float* qs;    // [Br, Dp]  Q * q_factor
@@ -706,7 +761,6 @@ struct BwdScratch {
 BwdScratch carve_bwd(Arena& a, const Ctx& c, const GradCtx& g) {
   BwdScratch s{};
   s.rows = carve_rows(a);
-  s.src = a.take<const float*>(kBr);
   s.qt = a.take<float>(c.D * kBr);
   s.dot = a.take<float>(c.Dv * kBr);
   s.qs = a.take<float>(kBr * c.Dp);
@@ -729,15 +783,13 @@ void backward_pack(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, con
                    bool row_major) {
   const Rows& rows = s.rows;
   const int R = rows.R, Rp = rows.Rp;
-  for (int r = 0; r < R; ++r) s.src[r] = c.q + b * c.qs[0] + rows.rh[r] * c.qs[1] + rows.ri[r] * c.qs[2];
-  pack_transposed(s.qt, Rp, s.src, R, Rp, c.D, c.qs[3], c.q_factor);
-  if (row_major)
-    for (int r = 0; r < R; ++r) pack_rows(s.qs + r * c.Dp, c.Dp, s.src[r], 1, 0, c.D, c.qs[3], c.q_factor);
-  for (int r = 0; r < R; ++r)
-    s.src[r] = g.dout + b * g.dos[0] + rows.rh[r] * g.dos[1] + rows.ri[r] * g.dos[2];
-  pack_transposed(s.dot, Rp, s.src, R, Rp, c.Dv, g.dos[3], 1.0f);
-  if (row_major)
-    for (int r = 0; r < R; ++r) pack_rows(s.dos + r * c.Dvp, c.Dvp, s.src[r], 1, 0, c.Dv, g.dos[3], 1.0f);
+  // Rows are consecutive query rows of one head: q and dO rows are qs[2] / dos[2] apart.
+  const float* q0 = q_row(c, b, rows, 0);
+  pack_transposed(s.qt, Rp, q0, c.qs[2], R, Rp, c.D, c.qs[3], c.q_factor);
+  if (row_major) pack_rows(s.qs, c.Dp, q0, R, c.qs[2], c.D, c.qs[3], c.q_factor);
+  const float* do0 = g.dout + b * g.dos[0] + rows.rh[0] * g.dos[1] + rows.ri[0] * g.dos[2];
+  pack_transposed(s.dot, Rp, do0, g.dos[2], R, Rp, c.Dv, g.dos[3], 1.0f);
+  if (row_major) pack_rows(s.dos, c.Dvp, do0, R, g.dos[2], c.Dv, g.dos[3], 1.0f);
   for (int r = 0; r < Rp; ++r) {
     s.lse2[r] = 0.0f;
     s.di[r] = 0.0f;
@@ -766,7 +818,7 @@ const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float*
       const Reg l2 = V::load(s.lse2 + iv);
       for (int64_t jj = 0; jj < Bn; ++jj) {
         float* p = s.st + jj * Rp + iv;
-        V::store(p, V::exp2(V::sub(V::load(p), l2)));
+        V::store(p, V::exp2_nonpositive(V::sub(V::load(p), l2)));
       }
     }
   }
@@ -816,7 +868,8 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
     std::memset(dk + j * ldk, 0, sizeof(float) * D);
     std::memset(dv + j * ldv, 0, sizeof(float) * Dv);
   }
-  const bool k_in_place = c.ks[3] == 1 && D % kW == 0;
+  const bool k_in_place = c.ks[3] == 1 && D % kW == 0 && (c.ks[2] * 4) % 64 == 0 &&
+                          reinterpret_cast<uintptr_t>(kbase) % 64 == 0;
   Rows& rows = s.rows;
   for (int64_t hg = 0; hg < c.group; ++hg) {
     const int64_t h = kvh * c.group + hg;
@@ -973,8 +1026,7 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
       set_rows(rows, h, i0, req.row_end);
       const int R = rows.R, Rp = rows.Rp;
       float* out = req.weights + (hx * n_rows + (i0 - req.row_begin)) * c.S;  // [R, S]
-      for (int r = 0; r < R; ++r) s.src[r] = c.q + b * c.qs[0] + h * c.qs[1] + rows.ri[r] * c.qs[2];
-      pack_transposed(s.qt, Rp, s.src, R, Rp, c.D, c.qs[3], c.q_factor);
+      pack_transposed(s.qt, Rp, q_row(c, b, rows, 0), c.qs[2], R, Rp, c.D, c.qs[3], c.q_factor);
       for (int r = 0; r < Rp; ++r) s.lse2[r] = 0.0f;
       if (!c.sigmoid) {
         for (int r = 0; r < R; ++r) {
@@ -999,7 +1051,7 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
             const Reg l2 = V::load(s.lse2 + iv);
             for (int64_t jj = 0; jj < Bn; ++jj) {
               float* pp = s.st + jj * Rp + iv;
-              V::store(pp, V::exp2(V::sub(V::load(pp), l2)));
+              V::store(pp, V::exp2_nonpositive(V::sub(V::load(pp), l2)));
             }
           }
         }

@@ -42,11 +42,46 @@ struct Vec {
     return _mm_cvtss_f32(s);
   }
 
+  // In-place transpose of an 8 x 8 block held as 8 rows.
+  static inline void transpose(Reg r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+      t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+      u[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+      u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xee);
+      u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+      u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xee);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+      r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+  }
+
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal. Same polynomial as the AVX-512 version.
   static inline Reg exp2(Reg x) {
     const Reg magic = _mm256_set1_ps(12583039.0f);
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(128.0f));
+    Reg y = _mm256_add_ps(x, magic);
+    Reg f = _mm256_sub_ps(x, _mm256_sub_ps(y, magic));
+    Reg p = _mm256_set1_ps(1.3276471e-3f);
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6755419e-3f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5507131e-2f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022120e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314694e-1f));
+    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0000001f));
+    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(y), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+  }
+
+  // exp2 for x <= 0 (or -inf), as in a softmax after subtracting the row max.
+  static inline Reg exp2_nonpositive(Reg x) {
+    const Reg magic = _mm256_set1_ps(12583039.0f);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-127.0f));
     Reg y = _mm256_add_ps(x, magic);
     Reg f = _mm256_sub_ps(x, _mm256_sub_ps(y, magic));
     Reg p = _mm256_set1_ps(1.3276471e-3f);

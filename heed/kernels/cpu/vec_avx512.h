@@ -34,6 +34,34 @@ struct Vec {
   static inline float hsum(Reg v) { return _mm512_reduce_add_ps(v); }
   static inline float hmax(Reg v) { return _mm512_reduce_max_ps(v); }
 
+  // In-place transpose of a 16 x 16 block held as 16 rows.
+  static inline void transpose(Reg r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+      t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+      t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+      r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+      r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+      r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+      r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    }
+    // r[4a + b] now holds, in each 128-bit lane L, elements b of rows 4a..4a+3 of lane L.
+    for (int i = 0; i < 4; ++i) {
+      t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);       // lanes 0, 2 of both
+      t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);   // lanes 1, 3 of both
+      t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+      t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+    }
+    for (int i = 0; i < 4; ++i) {
+      r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+      r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+      r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+      r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+    }
+  }
+
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal, so no slow microcode assists.
   static inline Reg exp2(Reg x) {
@@ -50,6 +78,22 @@ struct Vec {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001f));
     // (n + 127) << 23 is 2^n for n >= -126, +0 for n = -127 and +inf for n = 128.
+    __m512i e = _mm512_slli_epi32(_mm512_castps_si512(y), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+  }
+
+  // exp2 for x <= 0 (or -inf), as in a softmax after subtracting the row max: one clamp less.
+  static inline Reg exp2_nonpositive(Reg x) {
+    const Reg magic = _mm512_set1_ps(12583039.0f);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-127.0f));
+    Reg y = _mm512_add_ps(x, magic);
+    Reg f = _mm512_sub_ps(x, _mm512_sub_ps(y, magic));
+    Reg p = _mm512_set1_ps(1.3276471e-3f);
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755419e-3f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507131e-2f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694e-1f));
+    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001f));
     __m512i e = _mm512_slli_epi32(_mm512_castps_si512(y), 23);
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   }

@@ -26,8 +26,10 @@ struct Vec {
   static inline Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
   static inline float hsum(Reg v) { return v; }
   static inline float hmax(Reg v) { return v; }
+  static inline void transpose(Reg*) {}
   // 2^x; 0 for -inf, +inf for large x.
   static inline Reg exp2(Reg x) { return std::exp2(x); }
+  static inline Reg exp2_nonpositive(Reg x) { return std::exp2(x); }
 };
 
 }  // namespace heed::kernels::cpu::scalar
