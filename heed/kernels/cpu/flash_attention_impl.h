@@ -400,7 +400,7 @@ struct FwdScratch {
   float* alpha;  // [Br]      rescaling of the previous blocks
   uint8_t* keep;      // [Bc]
   uint16_t* qt16;  // bf16 path: [D/2, Br, 2] Q^T pairs
-  uint16_t* k16;   // bf16 path: [Bc, Dp2] K rows
+  uint16_t* k16;   // bf16 path: [Bc, D rounded up to 32] K rows
   uint16_t* p16;   // bf16 path: [Bc/2, Br, 2] weight pairs
   uint16_t* v16;   // bf16 path: [Bc/2, Dvp, 2] V pairs
 };
@@ -419,7 +419,7 @@ FwdScratch carve_fwd(Arena& a, const Ctx& c, bool bf16) {
   if (bf16) {
     const int64_t dp2 = round_up(c.D, 2);
     s.qt16 = a.take<uint16_t>(dp2 * kBr);
-    s.k16 = a.take<uint16_t>(kBc * dp2);
+    s.k16 = a.take<uint16_t>(kBc * round_up(c.D, 32));
     s.p16 = a.take<uint16_t>(kBc * kBr);
     s.v16 = a.take<uint16_t>(kBc * c.Dvp);
   }
@@ -501,7 +501,7 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
   // same row of consecutive heads), so a base pointer and a row stride describe them.
   const float* q0 = q_row(c, b, rows, 0);
   const int64_t q_rs = R > 1 ? q_row(c, b, rows, 1) - q0 : 0;
-  if (!bf16) pack_transposed(s.qt, Rp, q0, q_rs, R, Rp, D, c.qs[3], c.q_factor);
+  pack_transposed(s.qt, Rp, q0, q_rs, R, Rp, D, c.qs[3], c.q_factor);
   for (int r = 0; r < Rp; ++r) {
     s.m[r] = -kInf;
     s.l[r] = 0.0f;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -669,6 +670,108 @@ TEST(FlashAttention, BlasBlockProductsMatchReference) {
   flash_attention_forward(pr.p);
   expect_close("out", pr.out.data(), pr.p.out_strides, pr.o_shape, rf.out, 1e-5, 1e-4);
   expect_lse(pr, rf.lse);
+}
+
+float round_bf16(float x) { return static_cast<float>(heed::bf16(x)); }
+
+// A naive bf16 attention (flash-attention's yardstick): q, k, v rounded to bf16, Q K^T
+// accumulated in fp32, softmax in fp32, P rounded to bf16 and P V accumulated in fp32.
+// Supports the causal mask only. Returns [B, Hq, T, Dv].
+std::vector<double> naive_bf16_attention(const Problem& pr) {
+  const Case& c = pr.c;
+  const FlashParams& p = pr.p;
+  const int64_t group = c.Hq / c.Hkv;
+  std::vector<double> out(c.B * c.Hq * c.T * c.Dv, 0.0);
+  std::vector<float> w(c.S);
+  for (int64_t b = 0; b < c.B; ++b)
+    for (int64_t h = 0; h < c.Hq; ++h)
+      for (int64_t i = 0; i < c.T; ++i) {
+        const int64_t kvh = h / group;
+        float mx = -kInfF;
+        for (int64_t j = 0; j < c.S; ++j) {
+          float dot = 0.0f;
+          for (int64_t d = 0; d < c.D; ++d)
+            dot += round_bf16(pr.q[b * p.q_strides[0] + h * p.q_strides[1] + i * p.q_strides[2] + d * p.q_strides[3]]) *
+                   round_bf16(pr.k[b * p.k_strides[0] + kvh * p.k_strides[1] + j * p.k_strides[2] + d * p.k_strides[3]]);
+          const bool ok = !c.causal || j <= i + c.causal_offset;
+          w[j] = ok ? dot * p.scale : -kInfF;
+          mx = std::max(mx, w[j]);
+        }
+        if (mx == -kInfF) continue;
+        float sum = 0.0f;
+        for (int64_t j = 0; j < c.S; ++j) sum += w[j] = std::exp(w[j] - mx);
+        for (int64_t j = 0; j < c.S; ++j) w[j] = round_bf16(w[j] / sum);
+        for (int64_t d = 0; d < c.Dv; ++d) {
+          float acc = 0.0f;
+          for (int64_t j = 0; j < c.S; ++j)
+            acc += w[j] * round_bf16(pr.v[b * p.v_strides[0] + kvh * p.v_strides[1] + j * p.v_strides[2] + d * p.v_strides[3]]);
+          out[((b * c.Hq + h) * c.T + i) * c.Dv + d] = acc;
+        }
+      }
+  return out;
+}
+
+double max_abs_error(const Problem& pr, const std::vector<double>& want) {
+  double worst = 0.0;
+  const Strides4& s = pr.p.out_strides;
+  for (int64_t b = 0; b < pr.c.B; ++b)
+    for (int64_t h = 0; h < pr.c.Hq; ++h)
+      for (int64_t i = 0; i < pr.c.T; ++i)
+        for (int64_t d = 0; d < pr.c.Dv; ++d) {
+          const double x = pr.out[b * s[0] + h * s[1] + i * s[2] + d * s[3]];
+          worst = std::max(worst, std::fabs(x - want[((b * pr.c.Hq + h) * pr.c.T + i) * pr.c.Dv + d]));
+        }
+  return worst;
+}
+
+// BF16 products: error against the fp64 reference at most twice that of the naive bf16
+// implementation (and clearly above the fp32 kernel's, so the bf16 path really ran).
+TEST(FlashAttention, Bf16ErrorAtMostTwiceNaiveBf16) {
+  if (!cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 on this CPU";
+  std::vector<Case> cs;
+  {
+    Case c = mk("bf16_plain", 100, 300, 64, 64);
+    c.B = 2;
+    c.Hq = 2;
+    cs.push_back(c);
+  }
+  {
+    Case c = mk("bf16_causal_odd", 33, 257, 7, 80);
+    c.Hq = 4;
+    c.Hkv = 2;
+    c.causal = true;
+    c.causal_offset = 224;
+    c.layout = Layout::kBTHD;
+    cs.push_back(c);
+  }
+  {
+    Case c = mk("bf16_strided_k", 65, 70, 33, 17);
+    c.layout = Layout::kDMajor;
+    cs.push_back(c);
+  }
+  {
+    Case c = mk("bf16_decode", 1, 1000, 128, 64);
+    c.B = 2;
+    c.Hq = 2;
+    cs.push_back(c);
+  }
+  for (const Case& c : cs) {
+    SCOPED_TRACE(c.name);
+    Problem pr(c);
+    const ref::AttentionRefForward rf = ref::attention_ref_forward(pr.p);
+    flash_attention_forward(pr.p);
+    const double err_fp32 = max_abs_error(pr, rf.out);
+    pr.p.precision = FlashPrecision::kBF16;
+    flash_attention_forward(pr.p);
+    const double err_bf16 = max_abs_error(pr, rf.out);
+    const std::vector<double> naive = naive_bf16_attention(pr);
+    double naive_vs_ref = 0.0;
+    for (size_t x = 0; x < naive.size(); ++x) naive_vs_ref = std::max(naive_vs_ref, std::fabs(naive[x] - rf.out[x]));
+    std::printf("[ bf16     ] %s: max error vs fp64: bf16 kernel %.3g, naive bf16 %.3g, fp32 kernel %.3g\n",
+                c.name.c_str(), err_bf16, naive_vs_ref, err_fp32);
+    EXPECT_LE(err_bf16, 2.0 * naive_vs_ref) << "bf16 kernel " << err_bf16 << ", naive bf16 " << naive_vs_ref;
+    EXPECT_GT(err_bf16, 10.0 * err_fp32) << "bf16 error " << err_bf16 << " vs fp32 " << err_fp32;
+  }
 }
 
 // FlashParams mistakes a caller can make throw heed::Error naming the problem.
