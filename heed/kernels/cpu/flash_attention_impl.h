@@ -319,6 +319,24 @@ inline const float* q_row(const Ctx& c, int64_t b, const Rows& rows, int r) {
 // Scores of masked-out keys become -inf; with an additive mask the mask is added and the
 // result converted to the units the weighting expects (log2 units for softmax).
 void apply_masks(const Ctx& c, const Rows& rows, int64_t b, int64_t j0, int64_t Bn, float* st) {
+  if (!c.explicit_mask) {
+    // Only the key intervals: vectorised over rows, positions relative to j0 (exact in fp32).
+    const int Rp = rows.Rp;
+    float rel_lo[kBr], rel_hi[kBr];
+    for (int r = 0; r < Rp; ++r) {
+      const bool real = r < rows.R;
+      rel_lo[r] = real ? static_cast<float>(imin(imax(rows.lo[r] - j0, -1), Bn + 1)) : -1.0f;
+      rel_hi[r] = real ? static_cast<float>(imin(imax(rows.hi[r] - j0, -1), Bn + 1)) : Bn + 1.0f;
+    }
+    for (int iv = 0; iv < Rp; iv += kW) {
+      const Reg lo = V::load(rel_lo + iv), hi = V::load(rel_hi + iv);
+      for (int64_t jj = 0; jj < Bn; ++jj) {
+        float* p = st + jj * Rp + iv;
+        V::store(p, V::keep_between(V::load(p), lo, hi, V::set1(static_cast<float>(jj))));
+      }
+    }
+    return;
+  }
   const float to_units = c.sigmoid ? 1.0f : kLog2e;
   for (int r = 0; r < rows.R; ++r) {
     const int64_t h = rows.rh[r], i = rows.ri[r], lo = rows.lo[r], hi = rows.hi[r];
@@ -424,6 +442,14 @@ FwdScratch carve_fwd(Arena& a, const Ctx& c, bool bf16) {
     s.v16 = a.take<uint16_t>(kBc * c.Dvp);
   }
   return s;
+}
+
+// Static "snake" schedule: round k gives thread t task k*team + t (k even) or
+// k*team + team-1-t (k odd). Later query blocks cost more under a causal mask, and plain
+// round-robin would give each thread the same block parity; the snake balances them.
+// Which thread runs a task never changes its result.
+inline int64_t snake_task(int64_t round, int tid, int team) {
+  return round * team + (round % 2 == 0 ? tid : team - 1 - tid);
 }
 
 // Per-thread slices are page aligned so threads never share a cache line or a page.
@@ -688,7 +714,9 @@ void forward_impl(const FlashParams& p, FlashWorkspace& ws) {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     Arena a{base + per * tid};
     FwdScratch s = carve_fwd(a, c, bf16);
-    for (int64_t task = tid; task < n_tasks; task += team) {
+    for (int64_t round = 0; round * team < n_tasks; ++round) {
+      const int64_t task = snake_task(round, tid, team);
+      if (task >= n_tasks) continue;
       const int64_t qb = task % n_qb, bh = task / n_qb;
       const int64_t b = bh / c.Hq, h = bh % c.Hq;
       const int64_t i0 = qb * kBr;

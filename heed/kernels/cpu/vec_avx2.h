@@ -61,6 +61,12 @@ struct Vec {
     }
   }
 
+  // s where lo <= j < hi (lane by lane), -inf elsewhere.
+  static inline Reg keep_between(Reg s, Reg lo, Reg hi, Reg j) {
+    const __m256 in = _mm256_and_ps(_mm256_cmp_ps(lo, j, _CMP_LE_OQ), _mm256_cmp_ps(j, hi, _CMP_LT_OQ));
+    return _mm256_blendv_ps(_mm256_set1_ps(-__builtin_inff()), s, in);
+  }
+
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal. Same polynomial as the AVX-512 version.
   static inline Reg exp2(Reg x) {

@@ -62,6 +62,12 @@ struct Vec {
     }
   }
 
+  // s where lo <= j < hi (lane by lane), -inf elsewhere.
+  static inline Reg keep_between(Reg s, Reg lo, Reg hi, Reg j) {
+    const __mmask16 in = _mm512_cmp_ps_mask(lo, j, _CMP_LE_OQ) & _mm512_cmp_ps_mask(j, hi, _CMP_LT_OQ);
+    return _mm512_mask_blend_ps(in, _mm512_set1_ps(-__builtin_inff()), s);
+  }
+
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal, so no slow microcode assists.
   static inline Reg exp2(Reg x) {

@@ -26,6 +26,10 @@ struct Vec {
   static inline Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
   static inline float hsum(Reg v) { return v; }
   static inline float hmax(Reg v) { return v; }
+  // s where lo <= j < hi, -inf elsewhere.
+  static inline Reg keep_between(Reg s, Reg lo, Reg hi, Reg j) {
+    return lo <= j && j < hi ? s : -__builtin_inff();
+  }
   static inline void transpose(Reg*) {}
   // 2^x; 0 for -inf, +inf for large x.
   static inline Reg exp2(Reg x) { return std::exp2(x); }
