@@ -2,6 +2,10 @@
 // instruction set (AVX-512, AVX2 or scalar; see flash_attention_impl.h for the algorithm).
 #include "heed/kernels/cpu/flash_attention.h"
 
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -76,6 +80,8 @@ void check_params(const char* op, const FlashParams& p) {
     HEED_CHECK(cpu_has_avx512_bf16(), op, ": FlashPrecision::kBF16 needs a CPU with AVX-512 BF16");
     HEED_CHECK(resolve_cpu_isa(p.isa) == CpuIsa::kAvx512, op,
                ": FlashPrecision::kBF16 needs the AVX-512 kernels, got isa ", cpu_isa_name(p.isa));
+    HEED_CHECK(p.bf16_engine != FlashBf16Engine::kAmx || cpu_has_amx_bf16(), op,
+               ": FlashBf16Engine::kAmx requested, but AMX-BF16 tiles are not usable here");
   }
 }
 
@@ -86,6 +92,24 @@ FlashWorkspace& workspace_of(const FlashParams& p) {
 }  // namespace
 
 bool cpu_has_avx512_bf16() { return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16"); }
+
+bool cpu_has_amx_bf16() {
+  static const bool usable = [] {
+    if (!cpu_has_avx512_bf16()) return false;
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+    const bool amx_bf16 = (d >> 22) & 1u, amx_tile = (d >> 24) & 1u;
+    if (!amx_bf16 || !amx_tile) return false;
+#if defined(__linux__)
+    // Linux hands out AMX tile state only on request (ARCH_REQ_XCOMP_PERM, XTILEDATA).
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+    return false;
+#endif
+  }();
+  return usable;
+}
 
 CpuIsa resolve_cpu_isa(CpuIsa requested) {
   switch (requested) {
@@ -122,8 +146,11 @@ void flash_attention_forward(const FlashParams& p) {
   check_strided(op, "out", p.out);
   if (p.q_len == 0) return;
   FlashWorkspace& ws = workspace_of(p);
+  FlashParams resolved = p;
+  if (p.bf16_engine == FlashBf16Engine::kAuto)
+    resolved.bf16_engine = cpu_has_amx_bf16() ? FlashBf16Engine::kAmx : FlashBf16Engine::kDotProduct;
   switch (resolve_cpu_isa(p.isa)) {
-    case CpuIsa::kAvx512: flash_avx512::forward(p, ws); break;
+    case CpuIsa::kAvx512: flash_avx512::forward(resolved, ws); break;
     case CpuIsa::kAvx2: flash_avx2::forward(p, ws); break;
     default: flash_scalar::forward(p, ws); break;
   }

@@ -23,6 +23,12 @@ enum class AttentionWeighting : uint8_t {
 // accumulation are always fp32; inputs stay fp32 in memory and are converted per block.
 enum class FlashPrecision : uint8_t { kF32, kBF16 };
 
+// Which instructions compute the BF16 block products. kDotProduct: AVX-512 BF16
+// vdpbf16ps (16 lanes x 2 products). kAmx: Intel AMX tiles (tdpbf16ps, 16 x 16 x 32 per
+// instruction; needs a CPU with AMX-BF16 and a kernel that grants tile state). kAuto: AMX
+// when usable, else the dot product.
+enum class FlashBf16Engine : uint8_t { kAuto, kDotProduct, kAmx };
+
 // Instruction set of the kernel; kAuto picks the best the CPU supports at run time.
 enum class CpuIsa : uint8_t { kAuto, kScalar, kAvx2, kAvx512 };
 
@@ -105,6 +111,7 @@ struct FlashParams {
   AttentionWeighting weighting = AttentionWeighting::kSoftmax;
   FlashDropout dropout;
   FlashPrecision precision = FlashPrecision::kF32;
+  FlashBf16Engine bf16_engine = FlashBf16Engine::kAuto;
   CpuIsa isa = CpuIsa::kAuto;
   FlashGemm gemm = FlashGemm::kMicroKernel;
   FlashWorkspace* workspace = nullptr;  // null: default_flash_workspace()
@@ -156,5 +163,8 @@ CpuIsa resolve_cpu_isa(CpuIsa requested);
 const char* cpu_isa_name(CpuIsa isa);
 // Whether the CPU has the AVX-512 BF16 dot product that FlashPrecision::kBF16 needs.
 bool cpu_has_avx512_bf16();
+// Whether AMX-BF16 tiles are usable (CPU support, and on Linux the kernel's permission,
+// requested once per process).
+bool cpu_has_amx_bf16();
 
 }  // namespace heed::kernels::cpu

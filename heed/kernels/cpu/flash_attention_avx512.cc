@@ -124,11 +124,125 @@ void pair_rows(uint16_t* dst, const float* src, int64_t rows, int64_t ld) {
   }
 }
 
+// ---- AMX: eight 16 x 64-byte tile registers; tdpbf16ps does C[16x16] += A[16x32] B. ----
+// The compiler's AMX intrinsics are asm statements that do not tell it which memory a
+// tile load reads; these wrappers add the "memory" clobber so buffers are written first.
+#define HEED_TILE_LOAD(t, base, stride) \
+  asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
+#define HEED_TILE_STORE(t, base, stride) \
+  asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
+#define HEED_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
+#define HEED_TILE_DP(c, a, b) asm volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// C (fp32, ldc bytes) [+]= A B over `chunks` chunks of 32 reduction elements, for a
+// (16*MT) x (16*NT) block at C: A rows are bf16 (lda bytes apart, chunk k at byte 64k);
+// B is pair rows (16 per chunk, ldb bytes apart). Tiles: C in 0-3, A in 4-5, B in 6-7.
+template <int MT, int NT>
+void amx_block(int64_t chunks, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t ldb,
+               float* c, int64_t ldc, bool acc) {
+  const char* ab = reinterpret_cast<const char*>(a);
+  const char* bb = reinterpret_cast<const char*>(b);
+  char* cb = reinterpret_cast<char*>(c);
+  if (acc) {
+    HEED_TILE_LOAD(0, cb, ldc);
+    if constexpr (NT > 1) HEED_TILE_LOAD(1, cb + 64, ldc);
+    if constexpr (MT > 1) HEED_TILE_LOAD(2, cb + 16 * ldc, ldc);
+    if constexpr (MT > 1 && NT > 1) HEED_TILE_LOAD(3, cb + 16 * ldc + 64, ldc);
+  } else {
+    HEED_TILE_ZERO(0);
+    if constexpr (NT > 1) HEED_TILE_ZERO(1);
+    if constexpr (MT > 1) HEED_TILE_ZERO(2);
+    if constexpr (MT > 1 && NT > 1) HEED_TILE_ZERO(3);
+  }
+  for (int64_t k = 0; k < chunks; ++k) {
+    HEED_TILE_LOAD(4, ab + 64 * k, lda);
+    if constexpr (MT > 1) HEED_TILE_LOAD(5, ab + 16 * lda + 64 * k, lda);
+    HEED_TILE_LOAD(6, bb + 16 * k * ldb, ldb);
+    if constexpr (NT > 1) HEED_TILE_LOAD(7, bb + 16 * k * ldb + 64, ldb);
+    HEED_TILE_DP(0, 4, 6);
+    if constexpr (NT > 1) HEED_TILE_DP(1, 4, 7);
+    if constexpr (MT > 1) HEED_TILE_DP(2, 5, 6);
+    if constexpr (MT > 1 && NT > 1) HEED_TILE_DP(3, 5, 7);
+  }
+  HEED_TILE_STORE(0, cb, ldc);
+  if constexpr (NT > 1) HEED_TILE_STORE(1, cb + 64, ldc);
+  if constexpr (MT > 1) HEED_TILE_STORE(2, cb + 16 * ldc, ldc);
+  if constexpr (MT > 1 && NT > 1) HEED_TILE_STORE(3, cb + 16 * ldc + 64, ldc);
+}
+
+// C [M, N] (fp32, ldc floats) [+]= A [M, 32*chunks] (bf16 rows, lda elements) times B
+// (pair rows, ldb pairs); M and N multiples of 16.
+void amx_gemm(int64_t M, int64_t N, int64_t chunks, const uint16_t* a, int64_t lda,
+              const uint16_t* b, int64_t ldb, float* c, int64_t ldc, bool acc) {
+  for (int64_t m0 = 0; m0 < M; m0 += 32) {
+    const bool two_m = m0 + 16 < M;
+    for (int64_t n0 = 0; n0 < N; n0 += 32) {
+      const bool two_n = n0 + 16 < N;
+      const uint16_t* ap = a + m0 * lda;
+      const uint16_t* bp = b + 2 * n0;
+      float* cp = c + m0 * ldc + n0;
+      const int64_t la = 2 * lda, lb = 4 * ldb, lc = 4 * ldc;
+      if (two_m && two_n)
+        amx_block<2, 2>(chunks, ap, la, bp, lb, cp, lc, acc);
+      else if (two_m)
+        amx_block<2, 1>(chunks, ap, la, bp, lb, cp, lc, acc);
+      else if (two_n)
+        amx_block<1, 2>(chunks, ap, la, bp, lb, cp, lc, acc);
+      else
+        amx_block<1, 1>(chunks, ap, la, bp, lb, cp, lc, acc);
+    }
+  }
+}
+
+// P rows in bf16 from P^T: dst[r*ld + j] = bf16(st[j*Rp + r]) for r < Rp, j < ld (keys
+// Bn..ld are 0); ld is a multiple of 32.
+void transpose_to_bf16_rows(uint16_t* dst, int64_t ld, const float* st, int64_t Bn, int Rp) {
+  for (int64_t j0 = 0; j0 < ld; j0 += 32) {
+    for (int r0 = 0; r0 < Rp; r0 += 16) {
+      __m512 lo[16], hi[16];
+      for (int x = 0; x < 16; ++x) {
+        lo[x] = j0 + x < Bn ? _mm512_loadu_ps(st + (j0 + x) * Rp + r0) : _mm512_setzero_ps();
+        hi[x] = j0 + 16 + x < Bn ? _mm512_loadu_ps(st + (j0 + 16 + x) * Rp + r0) : _mm512_setzero_ps();
+      }
+      V::transpose(lo);
+      V::transpose(hi);
+      for (int x = 0; x < 16; ++x)
+        _mm512_storeu_si512(dst + (r0 + x) * ld + j0, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi[x], lo[x])));
+    }
+  }
+}
+
+void bf16_thread_begin(const Ctx& c) {
+  if (!c.amx) return;
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.colsb[t] = 64;
+    cfg.rows[t] = 16;
+  }
+  asm volatile("ldtilecfg %0" ::"m"(cfg));
+}
+
+void bf16_thread_end(const Ctx& c) {
+  if (c.amx) asm volatile("tilerelease" ::);
+}
+
 void bf16_scores(const Ctx& c, FwdScratch& s, const float* kbase, int64_t j0, int64_t Bn, int Rp,
                  bool q_ready) {
   const int64_t D = c.D, pairs = (D + 1) / 2, ldk = round_up(D, 32);
-  // Q^T (fp32 [D, Rp], packed by the caller) -> qt16 [pairs, Rp, 2], once per row block.
-  if (!q_ready) pair_rows(s.qt16, s.qt, D, Rp);
+  // Q^T (fp32 [D, Rp], packed by the caller) -> qt16 [pairs, Rp, 2], once per row block;
+  // AMX reads whole chunks of 16 pairs, so pairs up to ldk / 2 are zero.
+  if (!q_ready) {
+    pair_rows(s.qt16, s.qt, D, Rp);
+    if (c.amx) std::memset(s.qt16 + pairs * Rp * 2, 0, sizeof(uint16_t) * (ldk / 2 - pairs) * Rp * 2);
+  }
   // K rows of the block -> k16 [Bn, ldk] bf16, zero beyond D.
   const float* kr = kbase + j0 * c.ks[2];
   for (int64_t jj = 0; jj < Bn; ++jj) {
@@ -143,8 +257,13 @@ void bf16_scores(const Ctx& c, FwdScratch& s, const float* kbase, int64_t j0, in
       }
     } else {
       for (int64_t d = 0; d < D; ++d) out[d] = to_bf16(row[d * c.ks[3]]);
-      for (int64_t d = D; d < 2 * pairs; ++d) out[d] = 0;
+      for (int64_t d = D; d < ldk; ++d) out[d] = 0;
     }
+  }
+  if (c.amx) {
+    // Key rows Bn..16k hold stale (finite or not) values: their score rows are never read.
+    amx_gemm(round_up(Bn, 16), Rp, ldk / 32, s.k16, ldk, s.qt16, Rp, s.st, Rp, false);
+    return;
   }
   // S^T [Bn, Rp] = K Q^T: A(m = key, p) is the pair p of key row m.
   gemm16(Bn, Rp, pairs, reinterpret_cast<const int32_t*>(s.k16), ldk / 2, 1, s.qt16, 2 * Rp, s.st,
@@ -156,6 +275,14 @@ void bf16_pv(const Ctx& c, FwdScratch& s, const float* vbase, int64_t j0, int64_
   const int64_t Dvp = c.Dvp, pairs = (Bn + 1) / 2;
   pack_rows(s.vp, Dvp, vbase + j0 * c.vs[2], Bn, c.vs[2], c.Dv, c.vs[3], 1.0f);
   pair_rows(s.v16, s.vp, Bn, Dvp);  // [pairs, Dvp, 2]
+  if (c.amx) {
+    // O [R, Dvp] += P V with P as bf16 rows [Rp, ld] and V pairs zero beyond the keys.
+    const int64_t ld = round_up(Bn, 32);
+    std::memset(s.v16 + pairs * Dvp * 2, 0, sizeof(uint16_t) * (ld / 2 - pairs) * Dvp * 2);
+    transpose_to_bf16_rows(s.p16, ld, s.st, Bn, Rp);
+    amx_gemm(round_up(R, 16), Dvp, ld / 32, s.p16, ld, s.v16, Dvp, s.o, Dvp, true);
+    return;
+  }
   pair_rows(s.p16, s.st, Bn, Rp);   // [pairs, Rp, 2]: P^T rows (keys) paired
   // O [R, Dvp] += P V: A(m = row, p) is the pair (P[row, 2p], P[row, 2p+1]) at p16[p, row].
   gemm16(R, Dvp, pairs, reinterpret_cast<const int32_t*>(s.p16), 1, Rp, s.v16, 2 * Dvp, s.o, Dvp,

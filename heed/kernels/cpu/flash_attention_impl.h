@@ -65,6 +65,7 @@ struct Ctx {
   float drop_p, drop_scale;
   uint64_t seed, stream;
   bool blas;
+  bool amx;  // bf16 products on AMX tiles (else vdpbf16ps)
 };
 
 Ctx make_ctx(const FlashParams& p) {
@@ -110,6 +111,7 @@ Ctx make_ctx(const FlashParams& p) {
   c.seed = p.dropout.seed;
   c.stream = p.dropout.stream;
   c.blas = p.gemm == FlashGemm::kBlas;
+  c.amx = p.precision == FlashPrecision::kBF16 && p.bf16_engine == FlashBf16Engine::kAmx;
   return c;
 }
 
@@ -419,7 +421,7 @@ struct FwdScratch {
   uint8_t* keep;      // [Bc]
   uint16_t* qt16;  // bf16 path: [D/2, Br, 2] Q^T pairs
   uint16_t* k16;   // bf16 path: [Bc, D rounded up to 32] K rows
-  uint16_t* p16;   // bf16 path: [Bc/2, Br, 2] weight pairs
+  uint16_t* p16;   // bf16 path: [Bc/2, Br, 2] weight pairs (AMX: [Br, Bc] weight rows)
   uint16_t* v16;   // bf16 path: [Bc/2, Dvp, 2] V pairs
 };
 
@@ -435,11 +437,12 @@ FwdScratch carve_fwd(Arena& a, const Ctx& c, bool bf16) {
   s.alpha = a.take<float>(kBr);
   s.keep = a.take<uint8_t>(kBc);
   if (bf16) {
-    const int64_t dp2 = round_up(c.D, 2);
-    s.qt16 = a.take<uint16_t>(dp2 * kBr);
-    s.k16 = a.take<uint16_t>(kBc * round_up(c.D, 32));
-    s.p16 = a.take<uint16_t>(kBc * kBr);
-    s.v16 = a.take<uint16_t>(kBc * c.Dvp);
+    // Room for AMX's padding: reductions in chunks of 32, rows in tiles of 16.
+    const int64_t d32 = round_up(c.D, 32), c32 = round_up(kBc, 32);
+    s.qt16 = a.take<uint16_t>(d32 * kBr);
+    s.k16 = a.take<uint16_t>(kBc * d32);
+    s.p16 = a.take<uint16_t>(c32 * kBr);
+    s.v16 = a.take<uint16_t>(c32 * c.Dvp);
   }
   return s;
 }
@@ -457,7 +460,10 @@ constexpr size_t kSliceAlign = 4096;
 inline size_t slice_bytes(size_t used) { return (used + kSliceAlign - 1) / kSliceAlign * kSliceAlign; }
 
 #if HEED_FLASH_BF16
-// Provided by the includer: S^T = K Q^T and O += P V in bf16 (fp32 accumulation).
+// Provided by the includer: per-thread set-up and tear-down of the bf16 engine (AMX tile
+// configuration), S^T = K Q^T and O += P V in bf16 (fp32 accumulation).
+void bf16_thread_begin(const Ctx& c);
+void bf16_thread_end(const Ctx& c);
 void bf16_scores(const Ctx& c, FwdScratch& s, const float* kbase, int64_t j0, int64_t Bn, int Rp,
                  bool q_ready);
 void bf16_pv(const Ctx& c, FwdScratch& s, const float* vbase, int64_t j0, int64_t Bn, int R,
@@ -644,6 +650,9 @@ void forward_decode(const Ctx& c, FlashWorkspace& ws, bool bf16) {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     Arena a{base + part_bytes + per * tid};
     FwdScratch s = carve_fwd(a, c, bf16);
+#if HEED_FLASH_BF16
+    if (bf16) bf16_thread_begin(c);
+#endif
     for (int64_t task = tid; task < n_tasks; task += team) {
       int64_t t = task;
       const int64_t ch = t % n_chunks;
@@ -664,6 +673,9 @@ void forward_decode(const Ctx& c, FlashWorkspace& ws, bool bf16) {
       forward_rows(c, s, b, kvh, ch * chunk, imin(c.S, (ch + 1) * chunk), part,
                    n_chunks * part_stride, bf16);
     }
+#if HEED_FLASH_BF16
+    if (bf16) bf16_thread_end(c);
+#endif
 #pragma omp barrier
     for (int64_t bh = tid; bh < n_heads; bh += team) {
       const int64_t b = bh / c.Hq, h = bh % c.Hq;
@@ -714,6 +726,9 @@ void forward_impl(const FlashParams& p, FlashWorkspace& ws) {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
     Arena a{base + per * tid};
     FwdScratch s = carve_fwd(a, c, bf16);
+#if HEED_FLASH_BF16
+    if (bf16) bf16_thread_begin(c);
+#endif
     for (int64_t round = 0; round * team < n_tasks; ++round) {
       const int64_t task = snake_task(round, tid, team);
       if (task >= n_tasks) continue;
@@ -729,6 +744,9 @@ void forward_impl(const FlashParams& p, FlashWorkspace& ws) {
       }
       forward_rows(c, s, b, h / c.group, 0, c.S, nullptr, 0, bf16);
     }
+#if HEED_FLASH_BF16
+    if (bf16) bf16_thread_end(c);
+#endif
   }
 }
 

@@ -755,22 +755,29 @@ TEST(FlashAttention, Bf16ErrorAtMostTwiceNaiveBf16) {
     c.Hq = 2;
     cs.push_back(c);
   }
+  std::vector<FlashBf16Engine> engines = {FlashBf16Engine::kDotProduct};
+  if (cpu_has_amx_bf16()) engines.push_back(FlashBf16Engine::kAmx);
   for (const Case& c : cs) {
-    SCOPED_TRACE(c.name);
     Problem pr(c);
     const ref::AttentionRefForward rf = ref::attention_ref_forward(pr.p);
     flash_attention_forward(pr.p);
     const double err_fp32 = max_abs_error(pr, rf.out);
-    pr.p.precision = FlashPrecision::kBF16;
-    flash_attention_forward(pr.p);
-    const double err_bf16 = max_abs_error(pr, rf.out);
     const std::vector<double> naive = naive_bf16_attention(pr);
     double naive_vs_ref = 0.0;
     for (size_t x = 0; x < naive.size(); ++x) naive_vs_ref = std::max(naive_vs_ref, std::fabs(naive[x] - rf.out[x]));
-    std::printf("[ bf16     ] %s: max error vs fp64: bf16 kernel %.3g, naive bf16 %.3g, fp32 kernel %.3g\n",
-                c.name.c_str(), err_bf16, naive_vs_ref, err_fp32);
-    EXPECT_LE(err_bf16, 2.0 * naive_vs_ref) << "bf16 kernel " << err_bf16 << ", naive bf16 " << naive_vs_ref;
-    EXPECT_GT(err_bf16, 10.0 * err_fp32) << "bf16 error " << err_bf16 << " vs fp32 " << err_fp32;
+    for (FlashBf16Engine engine : engines) {
+      const char* engine_name = engine == FlashBf16Engine::kAmx ? "amx" : "vdpbf16ps";
+      SCOPED_TRACE(c.name + " " + engine_name);
+      pr.p.precision = FlashPrecision::kBF16;
+      pr.p.bf16_engine = engine;
+      flash_attention_forward(pr.p);
+      pr.p.precision = FlashPrecision::kF32;
+      const double err_bf16 = max_abs_error(pr, rf.out);
+      std::printf("[ bf16     ] %s %s: max error vs fp64: bf16 kernel %.3g, naive bf16 %.3g, fp32 kernel %.3g\n",
+                  c.name.c_str(), engine_name, err_bf16, naive_vs_ref, err_fp32);
+      EXPECT_LE(err_bf16, 2.0 * naive_vs_ref) << "bf16 kernel " << err_bf16 << ", naive bf16 " << naive_vs_ref;
+      EXPECT_GT(err_bf16, 10.0 * err_fp32) << "bf16 error " << err_bf16 << " vs fp32 " << err_fp32;
+    }
   }
 }
 
