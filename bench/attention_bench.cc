@@ -107,17 +107,23 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
-// Args: B, H, L, D, causal, backward, bf16, threads, blas.
+// Args: B, H, L, D, causal, backward, bf16 (0: fp32, 1: bf16 on vdpbf16ps, 2: bf16 on AMX
+// tiles), threads, blas.
 // GFLOP/s is per wall-clock second; cpu_GFLOP/s per second of CPU time each thread got
 // (flops / (process CPU time / threads)): the rate on cores not shared with anything else.
 // peak_frac compares cpu_GFLOP/s with the probe's FP32 FMA peak for as many threads.
 void BM_FlashAttention(benchmark::State& state) {
   const int64_t B = state.range(0), H = state.range(1), L = state.range(2), D = state.range(3);
   const bool causal = state.range(4) != 0, backward = state.range(5) != 0, bf16 = state.range(6) != 0;
+  const bool amx = state.range(6) == 2;
   const int threads = static_cast<int>(state.range(7));
   const bool blas = state.range(8) != 0;
   if (bf16 && !kernels::cpu::cpu_has_avx512_bf16()) {
     state.SkipWithError("no AVX-512 BF16 on this CPU");
+    return;
+  }
+  if (amx && !kernels::cpu::cpu_has_amx_bf16()) {
+    state.SkipWithError("no usable AMX-BF16 here");
     return;
   }
   const double peak = fma_peak_gflops(threads);
@@ -126,6 +132,7 @@ void BM_FlashAttention(benchmark::State& state) {
   Problem pr(B, H, L, D);
   pr.p.mask.causal = causal;
   pr.p.precision = bf16 ? FlashPrecision::kBF16 : FlashPrecision::kF32;
+  pr.p.bf16_engine = amx ? kernels::cpu::FlashBf16Engine::kAmx : kernels::cpu::FlashBf16Engine::kDotProduct;
   pr.p.gemm = blas ? kernels::cpu::FlashGemm::kBlas : kernels::cpu::FlashGemm::kMicroKernel;
   if (backward) pr.make_grads();
   size_t scratch = 0;
@@ -167,6 +174,7 @@ void shapes(benchmark::internal::Benchmark* b) {
           for (int64_t threads : {1, 2}) {
             b->Args({8, 8, L, D, causal, bwd, 0, threads, 0});
             if (!bwd) b->Args({8, 8, L, D, causal, 0, 1, threads, 0});
+            if (!bwd) b->Args({8, 8, L, D, causal, 0, 2, threads, 0});
             if (!bwd && causal == 0 && threads == 1 && L <= 2048) b->Args({8, 8, L, D, 0, 0, 0, 1, 1});
           }
   for (int64_t D : {64, 128})

@@ -273,8 +273,22 @@ void bf16_scores(const Ctx& c, FwdScratch& s, const float* kbase, int64_t j0, in
 void bf16_pv(const Ctx& c, FwdScratch& s, const float* vbase, int64_t j0, int64_t Bn, int R,
              int Rp) {
   const int64_t Dvp = c.Dvp, pairs = (Bn + 1) / 2;
-  pack_rows(s.vp, Dvp, vbase + j0 * c.vs[2], Bn, c.vs[2], c.Dv, c.vs[3], 1.0f);
-  pair_rows(s.v16, s.vp, Bn, Dvp);  // [pairs, Dvp, 2]
+  const float* vr = vbase + j0 * c.vs[2];
+  if (c.vs[3] == 1) {
+    // Straight from V's rows: pairs of rows (2q, 2q+1) -> v16 [pairs, Dvp, 2].
+    for (int64_t q = 0; q < pairs; ++q) {
+      const float* lo = vr + 2 * q * c.vs[2];
+      const bool has_hi = 2 * q + 1 < Bn;
+      for (int64_t d = 0; d < Dvp; d += 16) {
+        const int n = static_cast<int>(imin(16, c.Dv - d));
+        const __m512 h = has_hi ? V::load_n(lo + c.vs[2] + d, n) : _mm512_setzero_ps();
+        _mm512_storeu_si512(s.v16 + (q * Dvp + d) * 2, bf16_pairs(V::load_n(lo + d, n), h));
+      }
+    }
+  } else {
+    pack_rows(s.vp, Dvp, vr, Bn, c.vs[2], c.Dv, c.vs[3], 1.0f);
+    pair_rows(s.v16, s.vp, Bn, Dvp);  // [pairs, Dvp, 2]
+  }
   if (c.amx) {
     // O [R, Dvp] += P V with P as bf16 rows [Rp, ld] and V pairs zero beyond the keys.
     const int64_t ld = round_up(Bn, 32);

@@ -253,6 +253,90 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t am, int64_t a
   }
 }
 
+// Partial blocks (a causal diagonal, a window edge) only need part of each product: the
+// key intervals bound which rows a tile of keys can see and which keys a tile of rows can
+// see. Tiles follow the gemm's row tiling (Cfg::kMr rows of C per tile).
+constexpr int kMaxTiles = (kBr > kBc ? kBr : kBc) / Cfg::kMr + 1;
+
+struct BlockRanges {
+  int64_t row_lo[kMaxTiles], row_hi[kMaxTiles];  // per tile of keys: rows [lo, hi), whole vectors
+  int64_t key_lo[kMaxTiles], key_hi[kMaxTiles];  // per tile of rows: keys [lo, hi) of the block
+};
+
+// Rows per key tile and keys per row tile of block [j0, j0 + Bn) from the key intervals.
+void block_ranges(const Rows& rows, int64_t j0, int64_t Bn, BlockRanges* br) {
+  const int R = rows.R;
+  bool monotone = true;  // intervals that never move left as r grows (rows of one head)
+  for (int r = 1; r < R && monotone; ++r)
+    monotone = rows.lo[r] >= rows.lo[r - 1] && rows.hi[r] >= rows.hi[r - 1];
+  int first = 0, end = 0;  // monotone: rows [first, end) see some key of the tile
+  for (int64_t m0 = 0, t = 0; m0 < Bn; m0 += Cfg::kMr, ++t) {
+    const int64_t m1 = imin(m0 + Cfg::kMr, Bn);
+    int64_t lo_row = R, last = -1;
+    if (monotone) {
+      // As the tile moves right, both the first row that reaches it (hi > m0) and the end
+      // of the rows that start before its end (lo < m1) only move down the block.
+      while (first < R && rows.hi[first] - j0 <= m0) ++first;
+      while (end < R && rows.lo[end] - j0 < m1) ++end;
+      if (first < end) {
+        lo_row = first;
+        last = end - 1;
+      }
+    } else {
+      for (int r = 0; r < R; ++r) {
+        if (rows.lo[r] - j0 < m1 && rows.hi[r] - j0 > m0) {
+          lo_row = r < lo_row ? r : lo_row;
+          last = r;
+        }
+      }
+    }
+    br->row_lo[t] = last < 0 ? 0 : lo_row / kW * kW;
+    br->row_hi[t] = last < 0 ? 0 : round_up(last + 1, kW);
+  }
+  for (int64_t r0 = 0, t = 0; r0 < R; r0 += Cfg::kMr, ++t) {
+    int64_t lo = Bn, hi = 0;
+    for (int64_t r = r0; r < imin(r0 + Cfg::kMr, R); ++r) {
+      const int64_t l = imax(rows.lo[r] - j0, 0), h = imin(rows.hi[r] - j0, Bn);
+      if (l < h) {
+        lo = l < lo ? l : lo;
+        hi = h > hi ? h : hi;
+      }
+    }
+    br->key_lo[t] = lo < hi ? lo : 0;
+    br->key_hi[t] = lo < hi ? hi : 0;
+  }
+}
+
+// C[M, N] as gemm(), except that row tile t of C only computes columns
+// [col_lo[t], col_hi[t]) (multiples of kW); its other columns are set to `fill`.
+void gemm_cols(int64_t M, int64_t N, int64_t K, const float* a, int64_t am, int64_t ak,
+               const float* b, int64_t ldb, float* c, int64_t ldc, const int64_t* col_lo,
+               const int64_t* col_hi, float fill) {
+  const Reg fv = V::set1(fill);
+  for (int64_t m0 = 0, t = 0; m0 < M; m0 += Cfg::kMr, ++t) {
+    const int mr = static_cast<int>(imin(Cfg::kMr, M - m0));
+    const int64_t lo = imin(col_lo[t], N), hi = imin(col_hi[t], N);
+    for (int m = 0; m < mr; ++m) {
+      float* row = c + (m0 + m) * ldc;
+      for (int64_t n = 0; n < lo; n += kW) V::store(row + n, fv);
+      for (int64_t n = hi < lo ? lo : hi; n < N; n += kW) V::store(row + n, fv);
+    }
+    if (lo < hi) gemm(mr, hi - lo, K, a + m0 * am, am, ak, b + lo, ldb, c + m0 * ldc + lo, ldc, false);
+  }
+}
+
+// C[M, N] += A B as gemm(), except that row tile t only sums reduction steps
+// [k_lo[t], k_hi[t]): the caller knows A is exactly zero elsewhere.
+void gemm_ksub(int64_t M, int64_t N, const float* a, int64_t am, int64_t ak, const float* b,
+               int64_t ldb, float* c, int64_t ldc, const int64_t* k_lo, const int64_t* k_hi) {
+  for (int64_t m0 = 0, t = 0; m0 < M; m0 += Cfg::kMr, ++t) {
+    if (k_lo[t] >= k_hi[t]) continue;
+    const int mr = static_cast<int>(imin(Cfg::kMr, M - m0));
+    gemm(mr, N, k_hi[t] - k_lo[t], a + m0 * am + k_lo[t] * ak, am, ak, b + k_lo[t] * ldb, ldb,
+         c + m0 * ldc, ldc, true);
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Packing.
 
@@ -552,6 +636,7 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
 #if HEED_FLASH_BF16
   bool q_ready = false;
 #endif
+  BlockRanges ranges;
   for (int64_t j0 = jlo; j0 < jhi; j0 += kBc) {
     const int64_t Bn = imin(kBc, jhi - j0);
     const Cover cover = classify(c, rows, j0, j0 + Bn);
@@ -572,6 +657,10 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Bn), Rp,
                   static_cast<int>(D), 1.0f, kbase + j0 * c.ks[2], static_cast<int>(c.ks[2]),
                   s.qt, Rp, 0.0f, s.st, Rp);
+    } else if (cover == Cover::kPartial) {
+      block_ranges(rows, j0, Bn, &ranges);
+      gemm_cols(Bn, Rp, D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp,
+                ranges.row_lo, ranges.row_hi, -kInf);
     } else {
       gemm(Bn, Rp, D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
     }
@@ -599,6 +688,9 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
       cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, R, static_cast<int>(Dvp),
                   static_cast<int>(Bn), 1.0f, s.st, Rp, vrows, static_cast<int>(ldv), 1.0f, s.o,
                   static_cast<int>(Dvp));
+    } else if (cover == Cover::kPartial && !k_blas) {
+      // Weights outside each row tile's keys are exactly zero.
+      gemm_ksub(R, Dvp, s.st, 1, Rp, vrows, ldv, s.o, Dvp, ranges.key_lo, ranges.key_hi);
     } else {
       gemm(R, Dvp, Bn, s.st, 1, Rp, vrows, ldv, s.o, Dvp, true);
     }
@@ -851,12 +943,20 @@ void backward_pack(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, con
 
 // Recomputes block [j0, j0 + Bn) for the packed rows: P^T into st, dS^T into dpt and,
 // with dropout, the dropped-out P^T into pdt. Returns the P^T that multiplies dO for dV.
+// Partial blocks only compute the rows each key tile can see (ranges, from block_ranges):
+// the rest of S^T is -inf and of dP^T zero, so P and dS are exactly zero there.
 const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float* kbase,
-                            const float* vbase, int64_t j0, int64_t Bn, Cover cover) {
+                            const float* vbase, int64_t j0, int64_t Bn, Cover cover,
+                            const BlockRanges& ranges) {
   const Rows& rows = s.rows;
   const int Rp = rows.Rp;
-  gemm(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
-  if (cover == Cover::kPartial) apply_masks(c, rows, b, j0, Bn, s.st);
+  const bool partial = cover == Cover::kPartial;
+  if (partial)
+    gemm_cols(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp,
+              ranges.row_lo, ranges.row_hi, -kInf);
+  else
+    gemm(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
+  if (partial) apply_masks(c, rows, b, j0, Bn, s.st);
   if (c.sigmoid) {
     sigmoid_block(s.st, Bn, Rp);
   } else {
@@ -868,7 +968,11 @@ const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float*
       }
     }
   }
-  gemm(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp, false);
+  if (partial)
+    gemm_cols(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp,
+              ranges.row_lo, ranges.row_hi, 0.0f);
+  else
+    gemm(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp, false);
   const float* pd = s.st;
   if (c.dropout) {
     dropout_block(c, rows, b, j0, Bn, s.keep, s.st, s.pdt, s.dpt);
@@ -917,6 +1021,7 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
   const bool k_in_place = c.ks[3] == 1 && D % kW == 0 && (c.ks[2] * 4) % 64 == 0 &&
                           reinterpret_cast<uintptr_t>(kbase) % 64 == 0;
   Rows& rows = s.rows;
+  BlockRanges ranges;
   for (int64_t hg = 0; hg < c.group; ++hg) {
     const int64_t h = kvh * c.group + hg;
     for (int64_t i0 = 0; i0 < c.T; i0 += kBr) {
@@ -930,10 +1035,20 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
         const int64_t Bn = imin(kBc, jhi - j0);
         const Cover cover = classify(c, rows, j0, j0 + Bn);
         if (cover == Cover::kNone) continue;
-        const float* pd = backward_block(c, s, b, kbase, vbase, j0, Bn, cover);
+        const bool partial = cover == Cover::kPartial;
+        if (partial) {
+          block_ranges(rows, j0, Bn, &ranges);
+          for (int64_t t = 0; t * Cfg::kMr < Bn; ++t) ranges.row_hi[t] = imin(ranges.row_hi[t], R);
+        }
+        const float* pd = backward_block(c, s, b, kbase, vbase, j0, Bn, cover, ranges);
         // dV [Bn, Dv] += P_d^T dO ;  dK [Bn, D] += dS^T (Q * q_factor)
-        gemm(Bn, Dv, R, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, true);
-        gemm(Bn, D, R, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, true);
+        if (partial) {
+          gemm_ksub(Bn, Dv, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, ranges.row_lo, ranges.row_hi);
+          gemm_ksub(Bn, D, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, ranges.row_lo, ranges.row_hi);
+        } else {
+          gemm(Bn, Dv, R, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, true);
+          gemm(Bn, D, R, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, true);
+        }
         // dQ [R, D] += dS K
         const float* kr = kbase + j0 * c.ks[2];
         int64_t ldkr = c.ks[2];
@@ -942,7 +1057,10 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
           kr = s.kp;
           ldkr = Dp;
         }
-        gemm(R, Dp, Bn, s.dpt, 1, Rp, kr, ldkr, s.dqa, Dp, true);
+        if (partial)
+          gemm_ksub(R, Dp, s.dpt, 1, Rp, kr, ldkr, s.dqa, Dp, ranges.key_lo, ranges.key_hi);
+        else
+          gemm(R, Dp, Bn, s.dpt, 1, Rp, kr, ldkr, s.dqa, Dp, true);
       }
       for (int r = 0; r < R; ++r) {
         float* out = g.dq + b * g.dqs[0] + h * g.dqs[1] + rows.ri[r] * g.dqs[2];
@@ -973,6 +1091,7 @@ void mask_grad_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t mb, i
     for (int64_t j = 0; j < c.S; ++j) gbase[i * ms[2] + j * ms[3]] = 0.0f;
   const int64_t b_end = ms[0] == 0 ? c.B : mb + 1, h_end = ms[1] == 0 ? c.Hq : mh + 1;
   Rows& rows = s.rows;
+  BlockRanges ranges;
   for (int64_t b = ms[0] == 0 ? 0 : mb; b < b_end; ++b) {
     for (int64_t h = ms[1] == 0 ? 0 : mh; h < h_end; ++h) {
       const int64_t kvh = h / c.group;
@@ -988,7 +1107,8 @@ void mask_grad_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t mb, i
           const int64_t Bn = imin(kBc, jhi - j0);
           const Cover cover = classify(c, rows, j0, j0 + Bn);
           if (cover == Cover::kNone) continue;
-          backward_block(c, s, b, kbase, vbase, j0, Bn, cover);
+          if (cover == Cover::kPartial) block_ranges(rows, j0, Bn, &ranges);
+          backward_block(c, s, b, kbase, vbase, j0, Bn, cover, ranges);
           for (int r = 0; r < rows.R; ++r) {
             float* grow = gbase + rows.ri[r] * ms[2];
             for (int64_t jj = 0; jj < Bn; ++jj) grow[(j0 + jj) * ms[3]] += s.dpt[jj * rows.Rp + r];

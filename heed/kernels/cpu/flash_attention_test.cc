@@ -653,6 +653,18 @@ TEST(FlashAttention, OneAndTwoThreadsBitwiseIdentical) {
       EXPECT_TRUE(same(one.dk, two.dk));
       EXPECT_TRUE(same(one.dv, two.dv));
       EXPECT_TRUE(same(one.dam, two.dam));
+      if (isa == CpuIsa::kAvx512 && cpu_has_avx512_bf16()) {
+        for (FlashBf16Engine engine : {FlashBf16Engine::kDotProduct, FlashBf16Engine::kAmx}) {
+          if (engine == FlashBf16Engine::kAmx && !cpu_has_amx_bf16()) continue;
+          one.p.precision = two.p.precision = FlashPrecision::kBF16;
+          one.p.bf16_engine = two.p.bf16_engine = engine;
+          omp_set_num_threads(1);
+          flash_attention_forward(one.p);
+          omp_set_num_threads(2);
+          flash_attention_forward(two.p);
+          EXPECT_TRUE(same(one.out, two.out)) << "bf16 engine " << static_cast<int>(engine);
+        }
+      }
     }
   }
   omp_set_num_threads(saved);
