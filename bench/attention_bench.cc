@@ -184,6 +184,34 @@ void shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_FlashAttention)->Apply(shapes)->UseManualTime()->Unit(benchmark::kMillisecond);
 
+// The same forward on each instruction-set path (0: scalar, 1: AVX2, 2: AVX-512), one
+// thread, B = 1, H = 8: what a CPU without AVX-512 gets from the same binary.
+void BM_FlashAttentionIsa(benchmark::State& state) {
+  const int64_t L = state.range(0), D = state.range(1);
+  const kernels::cpu::CpuIsa isa = state.range(2) == 0   ? kernels::cpu::CpuIsa::kScalar
+                                   : state.range(2) == 1 ? kernels::cpu::CpuIsa::kAvx2
+                                                         : kernels::cpu::CpuIsa::kAvx512;
+  if (kernels::cpu::resolve_cpu_isa(kernels::cpu::CpuIsa::kAuto) != kernels::cpu::CpuIsa::kAvx512 &&
+      isa == kernels::cpu::CpuIsa::kAvx512) {
+    state.SkipWithError("no AVX-512 on this CPU");
+    return;
+  }
+  omp_set_num_threads(1);
+  Problem pr(1, 8, L, D);
+  pr.p.isa = isa;
+  kernels::cpu::flash_attention_forward(pr.p);
+  const double cpu0 = process_cpu_seconds();
+  for (auto _ : state) kernels::cpu::flash_attention_forward(pr.p);
+  const double flops = 4.0 * 8 * L * L * D * static_cast<double>(state.iterations());
+  const double cpu_gflops = flops / (process_cpu_seconds() - cpu0) * 1e-9;
+  state.counters["cpu_GFLOP/s"] = cpu_gflops;
+  state.counters["peak_frac"] = cpu_gflops / fma_peak_gflops(1);
+  state.SetLabel(kernels::cpu::cpu_isa_name(isa));
+  omp_set_num_threads(2);
+}
+BENCHMARK(BM_FlashAttentionIsa)->ArgNames({"L", "D", "isa"})
+    ->ArgsProduct({{512, 2048}, {64}, {0, 1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
 // Decoding: one query row against a cache of S keys (T = 1), B = 8, H = 8.
 void BM_FlashDecode(benchmark::State& state) {
   const int64_t S = state.range(0), D = state.range(1);

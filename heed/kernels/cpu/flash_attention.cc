@@ -70,8 +70,8 @@ void check_params(const char* op, const FlashParams& p) {
              " expected >= 0");
   HEED_CHECK(p.head_dim >= 1 && p.v_head_dim >= 1, op, ": head_dim ", p.head_dim, ", v_head_dim ",
              p.v_head_dim, " expected >= 1");
-  check_strided(op, "q", p.q);
-  check_strided(op, "k", p.k);
+  if (p.q_len > 0) check_strided(op, "q", p.q);
+  if (p.kv_len > 0) check_strided(op, "k", p.k);
   HEED_CHECK(p.dropout.p >= 0.0f && p.dropout.p < 1.0f, op, ": dropout p ", p.dropout.p,
              " expected in [0, 1)");
   HEED_CHECK(p.mask.window_left >= -1 && p.mask.window_right >= -1, op, ": window_left ",
@@ -142,8 +142,8 @@ const char* cpu_isa_name(CpuIsa isa) {
 void flash_attention_forward(const FlashParams& p) {
   constexpr const char* op = "flash_attention_forward";
   check_params(op, p);
-  check_strided(op, "v", p.v);
-  check_strided(op, "out", p.out);
+  if (p.kv_len > 0) check_strided(op, "v", p.v);
+  if (p.q_len > 0) check_strided(op, "out", p.out);
   if (p.q_len == 0) return;
   FlashWorkspace& ws = workspace_of(p);
   FlashParams resolved = p;
@@ -159,13 +159,17 @@ void flash_attention_forward(const FlashParams& p) {
 void flash_attention_backward(const FlashParams& p, const FlashGrads& g) {
   constexpr const char* op = "flash_attention_backward";
   check_params(op, p);
-  check_strided(op, "v", p.v);
-  check_strided(op, "out", p.out);
-  check_strided(op, "grad_out", g.grad_out);
-  check_strided(op, "grad_q", g.grad_q);
-  check_strided(op, "grad_k", g.grad_k);
-  check_strided(op, "grad_v", g.grad_v);
-  if (p.weighting == AttentionWeighting::kSoftmax) check_strided(op, "lse", p.lse);
+  if (p.kv_len > 0) {
+    check_strided(op, "v", p.v);
+    check_strided(op, "grad_k", g.grad_k);
+    check_strided(op, "grad_v", g.grad_v);
+  }
+  if (p.q_len > 0) {
+    check_strided(op, "out", p.out);
+    check_strided(op, "grad_out", g.grad_out);
+    check_strided(op, "grad_q", g.grad_q);
+    if (p.weighting == AttentionWeighting::kSoftmax) check_strided(op, "lse", p.lse);
+  }
   HEED_CHECK(g.grad_additive_mask == nullptr || p.mask.additive_mask != nullptr, op,
              ": grad_additive_mask given but the params have no additive mask");
   FlashParams fp32 = p;  // the backward products are fp32 whatever the forward used

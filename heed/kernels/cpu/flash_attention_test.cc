@@ -308,6 +308,8 @@ std::vector<Case> cases() {
   v.push_back(mk("T257_S257_D64", 257, 257, 64, 64));
   v.push_back(mk("T1_S257_D7_Dv1", 1, 257, 7, 1));
   v.push_back(mk("T33_S1_D64", 33, 1, 64, 64));
+  v.push_back(mk("T5_S0_no_keys", 5, 0, 8, 8));
+  v.push_back(mk("T1_S0_no_keys_decode", 1, 0, 8, 8));
   {
     Case c = mk("B2_H3_T33_S7_D7_Dv64", 33, 7, 7, 64);
     c.B = 2;
