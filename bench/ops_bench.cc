@@ -165,4 +165,3 @@ BENCHMARK(BM_HeedGelu)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
-BENCHMARK_MAIN();

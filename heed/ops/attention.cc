@@ -228,6 +228,12 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
                " differ in head size (expected Dq == Dk)");
   const AttentionDims dims{q.size(0), q.size(1), q.size(2), k.size(2)};
   check_attention_mask(o.mask, dims, q.dtype(), "attention");
+  if (o.path != AttentionPath::kComposed) {
+    const bool applies = fused_attention_applies(q, o);
+    HEED_CHECK(applies || o.path == AttentionPath::kAuto, "attention: the fused path needs f32 q/k/v, a dot or "
+               "scaled-dot score, no softcap and no need_scores (got ", q.str(), ", score ", score_name(o.score), ")");
+    if (applies) return fused_attention(q, k, v, o);
+  }
 
   AttentionResult r;
   Tensor scores = attention_scores(q, k, o);                               // [B, Hq, T, S]
