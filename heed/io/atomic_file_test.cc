@@ -8,46 +8,21 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <fstream>
 #include <functional>
-#include <iterator>
 #include <stdexcept>
 #include <string>
 
 #include <gtest/gtest.h>
 
 #include "heed/tensor/error.h"
+#include "tests/io/io_test_support.h"
 
 namespace heed::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("heed_atomic_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path_, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using test_support::read_bytes;
+using test_support::TempDir;
 
 void write_text(const fs::path& p, const std::string& text) {
   write_file_atomically(p, [&](FileSink& sink) { sink.write(text); });
@@ -71,7 +46,7 @@ TEST(AtomicFile, WritesAndReplacesKeepingPermissions) {
   TempDir dir;
   const fs::path p = dir / "f.txt";
   write_text(p, "old content");
-  EXPECT_EQ(read_text(p), "old content");
+  EXPECT_EQ(read_bytes(p), "old content");
   fs::permissions(p, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
   write_file_atomically(p, [](FileSink& sink) {
     sink.write("new ", 4);
@@ -79,7 +54,7 @@ TEST(AtomicFile, WritesAndReplacesKeepingPermissions) {
     EXPECT_EQ(sink.bytes_written(), 11u);
     EXPECT_EQ(sink.temp_path().filename().string(), "f.txt.tmp." + std::to_string(::getpid()));
   });
-  EXPECT_EQ(read_text(p), "new content");
+  EXPECT_EQ(read_bytes(p), "new content");
   EXPECT_EQ(fs::status(p).permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_EQ(entries_in(dir.path()), 1u);
 }
@@ -97,7 +72,7 @@ TEST(AtomicFile, FailingWriterLeavesOldFileAndNoTemporary) {
   EXPECT_NE(m.find(p.string()), std::string::npos) << m;
   EXPECT_NE(m.find("serialiser exploded"), std::string::npos) << m;
   EXPECT_NE(m.find("target left unchanged"), std::string::npos) << m;
-  EXPECT_EQ(read_text(p), "old content");
+  EXPECT_EQ(read_bytes(p), "old content");
   EXPECT_FALSE(fs::exists(atomic_temp_path(p)));
   EXPECT_EQ(entries_in(dir.path()), 1u);
 }
@@ -119,7 +94,7 @@ TEST(AtomicFile, RenameFailureRemovesTemporary) {
   EXPECT_NE(m.find("rename"), std::string::npos) << m;
   EXPECT_NE(m.find(p.string()), std::string::npos) << m;
   EXPECT_TRUE(fs::is_directory(p));
-  EXPECT_EQ(read_text(p / "inside"), "kept");
+  EXPECT_EQ(read_bytes(p / "inside"), "kept");
   EXPECT_FALSE(fs::exists(atomic_temp_path(p)));
 }
 
@@ -147,7 +122,7 @@ TEST(AtomicFile, UnwritableDirectory) {
   fs::permissions(sub, fs::perms::owner_all, fs::perm_options::add);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "3: message lacks 'Permission denied' or the path, 4: setuid failed";
-  EXPECT_EQ(read_text(sub / "f.txt"), "old");
+  EXPECT_EQ(read_bytes(sub / "f.txt"), "old");
   EXPECT_EQ(entries_in(sub), 1u);
 }
 
@@ -184,7 +159,7 @@ TEST(AtomicFile, OsWriteErrorLeavesOldFile) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFEXITED(status));
   EXPECT_EQ(WEXITSTATUS(status), 0) << "2: no error raised, 3: message lacks path or strerror";
-  EXPECT_EQ(read_text(p), "old content");
+  EXPECT_EQ(read_bytes(p), "old content");
   fs::path tmp = p;
   tmp += ".tmp." + std::to_string(child);
   EXPECT_FALSE(fs::exists(tmp));
@@ -208,7 +183,7 @@ TEST(AtomicFile, KilledWriterNeverTearsTarget) {
   ASSERT_EQ(::waitpid(child, &status, 0), child);
   ASSERT_TRUE(WIFSIGNALED(status));
   EXPECT_EQ(WTERMSIG(status), SIGKILL);
-  EXPECT_EQ(read_text(p), "old content");
+  EXPECT_EQ(read_bytes(p), "old content");
   fs::path tmp = p;
   tmp += ".tmp." + std::to_string(child);
   EXPECT_EQ(fs::file_size(tmp), 1u << 16);  // the half-written temporary, not the target

@@ -2,50 +2,26 @@
 // header layout, and every way a file can be refused.
 #include "heed/io/npy.h"
 
-#include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <limits>
 #include <string>
 
 #include <gtest/gtest.h>
 
+#include "tests/io/io_test_support.h"
+
 namespace heed::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed with its contents at the end.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("heed_npy_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using test_support::patterned;
+using test_support::python_has;
+using test_support::read_bytes;
+using test_support::TempDir;
+using test_support::write_bytes;
 
 fs::path fixture(const std::string& name) { return fs::path(HEED_SOURCE_DIR) / "tests/data/npy" / name; }
 
@@ -76,26 +52,6 @@ std::string read_error(const fs::path& p) {
     return e.what();
   }
   return "";
-}
-
-RawTensor patterned(DType dtype, std::vector<int64_t> shape, int salt) {
-  const int64_t n = shape_numel(shape, "patterned");
-  RawTensor t;
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.data.resize(static_cast<size_t>(n) * dtype_size(dtype));
-  for (int64_t i = 0; i < n; ++i) {
-    const double f = static_cast<double>((37 * i + salt) % 101 - 50) / 8.0;
-    std::byte* dst = t.data.data() + i * static_cast<int64_t>(dtype_size(dtype));
-    switch (dtype) {
-      case DType::kF32: { const float v = static_cast<float>(f); std::memcpy(dst, &v, 4); break; }
-      case DType::kF64: std::memcpy(dst, &f, 8); break;
-      case DType::kI64: { const int64_t v = (i - 3) * (int64_t{1} << 40) + salt; std::memcpy(dst, &v, 8); break; }
-      case DType::kU8: { const auto v = static_cast<uint8_t>((7 * i + salt) % 256); std::memcpy(dst, &v, 1); break; }
-      case DType::kBF16: { const bf16 v(static_cast<float>(f)); std::memcpy(dst, &v.bits, 2); break; }
-    }
-  }
-  return t;
 }
 
 TEST(Npy, RoundTripsEveryDTypeAndOddShapes) {
@@ -167,7 +123,8 @@ TEST(Npy, BoolElements) {
 
 TEST(Npy, LargeHeaderUsesVersion2) {
   TempDir dir;
-  // 30000 dimensions of 1 need a header longer than version 1.0's 65535 bytes.
+  // 30000 dimensions of 1 need a header longer than version 1.0's 65535 bytes. (NumPy
+  // itself caps arrays at 64 dimensions; this exercises the format, not NumPy.)
   const std::vector<int64_t> shape(30000, 1);
   const std::vector<double> one = {0.5};
   write_npy(dir / "big.npy", make_raw_tensor<double>(shape, one));
@@ -283,6 +240,35 @@ TEST(NpyCorrupt, BoolBytesOtherThanZeroOneReadAsOne) {
   write_bytes(dir / "b.npy", npy_v1("{'descr': '|b1', 'fortran_order': False, 'shape': (3,), }",
                                     std::string("\x00\x01\x07", 3)));
   EXPECT_EQ(raw_tensor_values<uint8_t>(read_npy(dir / "b.npy")), (std::vector<uint8_t>{0, 1, 1}));
+}
+
+
+// NumPy reads what heed writes (tests/io/check_npy_interop.py), when python3 has numpy.
+TEST(NpyInterop, NumPyLoadsHeedFiles) {
+  if (!python_has("numpy")) GTEST_SKIP() << "python3 with numpy not found";
+  TempDir dir;
+  auto ramp = [](size_t n) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = (static_cast<float>(i) - 3) / 4;
+    return v;
+  };
+  write_npy(dir / "f4_2x3.npy", make_raw_tensor<float>({2, 3}, ramp(6)));
+  write_npy(dir / "f8_scalar.npy", make_raw_tensor<double>({}, std::vector<double>{-2.25}));
+  write_npy(dir / "i8_0x3.npy", make_raw_tensor<int64_t>({0, 3}, std::vector<int64_t>{}));
+  std::vector<int64_t> i8(7);
+  for (int64_t i = 0; i < 7; ++i) i8[i] = (i - 3) * (int64_t{1} << 40);
+  write_npy(dir / "i8_7.npy", make_raw_tensor<int64_t>({7}, i8));
+  std::vector<uint8_t> u1(257);
+  for (size_t i = 0; i < 257; ++i) u1[i] = static_cast<uint8_t>(i * 7 % 256);
+  write_npy(dir / "u1_257.npy", make_raw_tensor<uint8_t>({257}, u1));
+  write_npy(dir / "b1_2x2.npy", make_raw_tensor<uint8_t>({2, 2}, std::vector<uint8_t>{1, 0, 0, 1}),
+            {.bool_elements = true});
+  std::vector<bf16> b(5);
+  for (size_t i = 0; i < 5; ++i) b[i] = bf16(ramp(5)[i]);
+  write_npy(dir / "bf16_5.npy", make_raw_tensor<bf16>({5}, b));
+  const std::string cmd = "python3 '" + std::string(HEED_SOURCE_DIR) + "/tests/io/check_npy_interop.py' '" +
+                          (dir / "").string() + "'";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
 }
 
 }  // namespace

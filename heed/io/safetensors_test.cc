@@ -2,13 +2,11 @@
 // interoperability with the Hugging Face `safetensors` Python package.
 #include "heed/io/safetensors.h"
 
-#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <optional>
-#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -16,42 +14,17 @@
 #include <gtest/gtest.h>
 
 #include "heed/io/atomic_file.h"
+#include "tests/io/io_test_support.h"
 
 namespace heed::io {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A fresh directory under the system temp dir, removed with its contents at the end.
-class TempDir {
- public:
-  TempDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = fs::temp_directory_path() /
-            ("heed_io_" + std::string(info->name()) + "_" + std::to_string(::getpid()));
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-void write_bytes(const fs::path& p, const std::string& bytes) {
-  std::ofstream out(p, std::ios::binary);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using test_support::patterned;
+using test_support::python_has;
+using test_support::read_bytes;
+using test_support::TempDir;
+using test_support::write_bytes;
 
 // A file made by hand: 8-byte length (defaulting to the header's size), header, data.
 std::string hand_made(const std::string& header, const std::string& data,
@@ -60,30 +33,6 @@ std::string hand_made(const std::string& header, const std::string& data,
   std::string out(8, '\0');
   std::memcpy(out.data(), &n, 8);
   return out + header + data;
-}
-
-// Element i of tensor `salt` (the same formula as tests/io/check_safetensors_interop.py).
-double float_value(int64_t i, int salt) { return static_cast<double>((37 * i + salt) % 101 - 50) / 8.0; }
-int64_t int_value(int64_t i, int salt) { return (i - 3) * (int64_t{1} << 40) + salt; }
-uint8_t byte_value(int64_t i, int salt) { return static_cast<uint8_t>((7 * i + salt) % 256); }
-
-RawTensor patterned(DType dtype, std::vector<int64_t> shape, int salt) {
-  const int64_t n = shape_numel(shape, "patterned");
-  RawTensor t;
-  t.dtype = dtype;
-  t.shape = std::move(shape);
-  t.data.resize(static_cast<size_t>(n) * dtype_size(dtype));
-  for (int64_t i = 0; i < n; ++i) {
-    std::byte* dst = t.data.data() + i * static_cast<int64_t>(dtype_size(dtype));
-    switch (dtype) {
-      case DType::kF32: { const float v = static_cast<float>(float_value(i, salt)); std::memcpy(dst, &v, 4); break; }
-      case DType::kF64: { const double v = float_value(i, salt); std::memcpy(dst, &v, 8); break; }
-      case DType::kI64: { const int64_t v = int_value(i, salt); std::memcpy(dst, &v, 8); break; }
-      case DType::kU8: { const uint8_t v = byte_value(i, salt); std::memcpy(dst, &v, 1); break; }
-      case DType::kBF16: { const bf16 v(static_cast<float>(float_value(i, salt))); std::memcpy(dst, &v.bits, 2); break; }
-    }
-  }
-  return t;
 }
 
 void expect_same(const RawTensor& got, const RawTensor& want, const std::string& name) {
@@ -363,11 +312,6 @@ TEST(Safetensors, MissingFileNamesPathAndOsError) {
 }
 
 // Interoperability with the `safetensors` Python package, when it is installed.
-bool python_has(const std::string& modules) {
-  const std::string cmd = "python3 -c \"import " + modules + "\" > /dev/null 2>&1";
-  return std::system(cmd.c_str()) == 0;
-}
-
 TEST(SafetensorsInterop, PythonPackageReadsHeedFilesAndHeedReadsPythonFiles) {
   if (!python_has("safetensors, numpy")) GTEST_SKIP() << "python3 with safetensors and numpy not found";
   TempDir dir;

@@ -58,10 +58,10 @@ Tensor grouped_qk(const Tensor& q, const Tensor& k) {
 
 // Dropout on contiguous [B, Hq, T, S] weights with the shared Philox contract (flat index).
 Tensor attention_dropout(const Tensor& weights, double p, uint64_t seed, uint64_t stream) {
-  Tensor w = weights.raw_contiguous();
+  Tensor w = weights.raw_contiguous();  // [B, Hq, T, S], contiguous
   const float pf = static_cast<float>(p);
   auto apply = [pf, seed, stream](const Tensor& x) {  // x contiguous [B, Hq, T, S]
-    Tensor out = Tensor::empty(x.shape(), x.dtype());
+    Tensor out = Tensor::empty(x.shape(), x.dtype());  // [B, Hq, T, S]
     dispatch_float(x.dtype(), "attention_dropout", [&](auto tag) {
       using T = decltype(tag);
       const T keep_scale = static_cast<T>(1.0 / (1.0 - static_cast<double>(pf)));
@@ -74,7 +74,7 @@ Tensor attention_dropout(const Tensor& weights, double p, uint64_t seed, uint64_
     });
     return out;
   };
-  Tensor out = apply(w);
+  Tensor out = apply(w);  // [B, Hq, T, S]
   // The same keep mask and scale apply to the gradient: grad_w = grad_out * mask / (1 - p).
   autograd::record("attention_dropout", out, {weights}, [apply](const Tensor& g) {
     return std::vector<Tensor>{apply(g.raw_contiguous())};
@@ -89,8 +89,8 @@ Tensor safe_softmax(const Tensor& logits) {
                  logits.dim() >= 1,
              "safe_softmax: expected a f32 or f64 tensor with at least one dimension, got ",
              logits.defined() ? logits.str() : "undefined");
-  Tensor x = logits.raw_contiguous();
-  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  Tensor x = logits.raw_contiguous();                // [..., N]
+  Tensor out = Tensor::empty(x.shape(), x.dtype());  // [..., N]
   const int64_t n = x.size(-1);
   const int64_t rows = n > 0 ? x.numel() / n : 0;
   dispatch_float(x.dtype(), "safe_softmax", [&](auto tag) {
@@ -118,8 +118,8 @@ Tensor safe_softmax(const Tensor& logits) {
   });
   // grad_x = p * (g - sum_j g_j p_j) per row; a zero row of p passes zero gradient.
   autograd::record("safe_softmax", out, {logits}, [p = out.detach(), n, rows](const Tensor& g_in) {
-    Tensor g = g_in.raw_contiguous();
-    Tensor gx = Tensor::empty(p.shape(), p.dtype());
+    Tensor g = g_in.raw_contiguous();                 // [..., N]
+    Tensor gx = Tensor::empty(p.shape(), p.dtype());  // [..., N]
     dispatch_float(p.dtype(), "safe_softmax_backward", [&](auto tag) {
       using T = decltype(tag);
       const T* pp = p.data<T>();
@@ -144,16 +144,15 @@ Tensor dot_scores(const Tensor& q, const Tensor& k, double scale) {
   check_qk(q, k, "dot_scores");
   HEED_CHECK(q.size(3) == k.size(3), "dot_scores: q ", q.str(), " and k ", k.str(),
              " differ in head size (expected Dq == Dk)");
-  Tensor s = grouped_qk(q, k);             // [B, Hq, T, S]
-  return scale == 1.0 ? s : mul(s, scale);  // [B, Hq, T, S]
+  // The scale goes on q ([B, Hq, T, D]), cheaper than a pass over the [B, Hq, T, S] scores.
+  return grouped_qk(scale == 1.0 ? q : mul(q, scale), k);  // [B, Hq, T, S]
 }
 
 Tensor general_scores(const Tensor& q, const Tensor& k, const Tensor& weight, double scale) {
   check_qk(q, k, "general_scores");
   check_param(weight, {q.size(3), k.size(3)}, q, "weight W [Dq, Dk]", "general_scores");
-  Tensor qw = matmul(q, weight);           // [B, Hq, T, Dq] @ [Dq, Dk] -> [B, Hq, T, Dk]
-  Tensor s = grouped_qk(qw, k);            // [B, Hq, T, S]
-  return scale == 1.0 ? s : mul(s, scale);  // [B, Hq, T, S]
+  Tensor qw = matmul(q, weight);                            // [B, Hq, T, Dq] @ [Dq, Dk] -> [B, Hq, T, Dk]
+  return grouped_qk(scale == 1.0 ? qw : mul(qw, scale), k);  // [B, Hq, T, S]
 }
 
 Tensor additive_scores(const Tensor& q, const Tensor& k, const Tensor& query_weight, const Tensor& key_weight,
@@ -172,9 +171,9 @@ Tensor additive_scores(const Tensor& q, const Tensor& k, const Tensor& query_wei
   wq = reshape(wq, {b, hkv, g, t, 1, a});            // [B, Hq, T, A] -> [B, Hkv, G, T, 1, A]
   wk = reshape(wk, {b, hkv, 1, 1, s, a});            // [B, Hkv, S, A] -> [B, Hkv, 1, 1, S, A]
   Tensor hidden = tanh(add(wq, wk));                 // [B, Hkv, G, T, S, A]
-  Tensor scores = matmul(hidden, v);                 // [B, Hkv, G, T, S, A] @ [A] -> [B, Hkv, G, T, S]
-  scores = reshape(scores, {b, hq, t, s});           // [B, Hkv, G, T, S] -> [B, Hq, T, S]
-  return scale == 1.0 ? scores : mul(scores, scale);  // [B, Hq, T, S]
+  Tensor scaled_v = scale == 1.0 ? v : mul(v, scale);  // [A]
+  Tensor scores = matmul(hidden, scaled_v);            // [B, Hkv, G, T, S, A] @ [A] -> [B, Hkv, G, T, S]
+  return reshape(scores, {b, hq, t, s});               // [B, Hkv, G, T, S] -> [B, Hq, T, S]
 }
 
 Tensor attention_scores(const Tensor& q, const Tensor& k, const AttentionOptions& o) {
@@ -229,6 +228,12 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
                " differ in head size (expected Dq == Dk)");
   const AttentionDims dims{q.size(0), q.size(1), q.size(2), k.size(2)};
   check_attention_mask(o.mask, dims, q.dtype(), "attention");
+  if (o.path != AttentionPath::kComposed) {
+    const bool applies = fused_attention_applies(q, o);
+    HEED_CHECK(applies || o.path == AttentionPath::kAuto, "attention: the fused path needs f32 q/k/v, a dot or "
+               "scaled-dot score, no softcap and no need_scores (got ", q.str(), ", score ", score_name(o.score), ")");
+    if (applies) return fused_attention(q, k, v, o);
+  }
 
   AttentionResult r;
   Tensor scores = attention_scores(q, k, o);                               // [B, Hq, T, S]

@@ -31,6 +31,12 @@ struct ScoreParams {
   Tensor v;             // kAdditive: v [A]
 };
 
+// Which implementation runs. kAuto: the fused kernel (heed/kernels/cpu/flash_attention.h)
+// wherever it applies (f32, dot or scaled-dot scores, no softcap, no need_scores), else the
+// composed one. kComposed: always the composed ops (the reference). kFused: the fused kernel,
+// an error where it does not apply.
+enum class AttentionPath : uint8_t { kAuto, kComposed, kFused };
+
 struct AttentionOptions {
   AttentionScore score = AttentionScore::kScaledDot;
   ScoreParams params;
@@ -47,6 +53,7 @@ struct AttentionOptions {
   bool training = false;
   bool need_weights = false;  // return the weights (before dropout)
   bool need_scores = false;   // return the scores (scaled and softcapped, before the masks)
+  AttentionPath path = AttentionPath::kAuto;
 };
 
 struct AttentionResult {
@@ -68,6 +75,11 @@ Tensor dot_scores(const Tensor& q, const Tensor& k, double scale);
 Tensor general_scores(const Tensor& q, const Tensor& k, const Tensor& weight, double scale = 1.0);
 Tensor additive_scores(const Tensor& q, const Tensor& k, const Tensor& query_weight, const Tensor& key_weight,
                        const Tensor& v, double scale = 1.0);
+
+// Whether the fused kernel can run this call (see AttentionPath).
+bool fused_attention_applies(const Tensor& q, const AttentionOptions& options);
+// The fused path alone (arguments already checked by attention()).
+AttentionResult fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& options);
 
 // Softmax over the last dimension that maps a row whose entries are all -inf to all zeros
 // (and passes zero gradient through it) instead of NaN.

@@ -9,7 +9,7 @@ namespace heed {
 namespace {
 
 Tensor apply_mask(const Tensor& x, const kernels::cpu::DropoutParams& p) {
-  Tensor xc = x.raw_contiguous();
+  Tensor xc = x.raw_contiguous();  // row-major: element i is index i
   Tensor y = Tensor::empty(x.shape(), x.dtype());  // same shape as x
   dispatch_float(x.dtype(), "dropout", [&](auto tag) {
     using T = decltype(tag);
@@ -27,7 +27,7 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
              ", expected a probability in [0, 1]");
   if (!options.training || options.p == 0) return x;
   if (options.p == 1) {
-    Tensor y = Tensor::zeros(x.shape(), x.dtype());
+    Tensor y = Tensor::zeros(x.shape(), x.dtype());  // same shape as x
     autograd::record("dropout", y, {x}, [](const Tensor& g) {
       return std::vector<Tensor>{Tensor::zeros(g.shape(), g.dtype())};
     });
@@ -35,7 +35,7 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
   }
   const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
                                       .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
-  Tensor y = apply_mask(x, p);
+  Tensor y = apply_mask(x, p);  // same shape as x
   // y = x * keep / (1 - p)  =>  g_x = g * keep / (1 - p): the same mask, regenerated from the counters.
   autograd::record("dropout", y, {x}, [p](const Tensor& g) { return std::vector<Tensor>{apply_mask(g, p)}; });
   return y;

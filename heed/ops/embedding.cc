@@ -31,7 +31,7 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
   const int64_t v = weight.size(0), c = weight.size(1);
   HEED_CHECK(padding_idx >= -1 && padding_idx < v, "embedding: padding_idx ", padding_idx,
              " out of range for weight ", weight.str(), " (expected -1 or in [0, ", v, "))");
-  Tensor idx = indices.raw_contiguous();
+  Tensor idx = indices.raw_contiguous();  // [...]
   const int64_t* pi = idx.data<int64_t>();
   const int64_t count = idx.numel();
   for (int64_t k = 0; k < count; ++k)
@@ -40,18 +40,17 @@ Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_id
                weight.str(), " (expected in [0, ", v, "))");
   Shape out_shape = indices.shape();
   out_shape.push_back(c);
-  Tensor w = weight.raw_contiguous().detach();
+  Tensor w = weight.raw_contiguous().detach();  // [V, C]
   Tensor out = Tensor::empty(out_shape, weight.dtype());  // [..., C]
   const size_t row_bytes = c * dtype_size(weight.dtype());
   const auto* pw = static_cast<const char*>(w.raw_data());
   auto* po = static_cast<char*>(out.raw_data());
 #pragma omp parallel for schedule(static) if (count * c > kernels::cpu::kParallelGrain)
-  for (int64_t k = 0; k < count; ++k) std::memcpy(po + k * row_bytes, pw + pi[k] * row_bytes, row_bytes);
-  // grad_weight[idx[k]] += grad_out[k] for every position k whose index is not padding_idx.
+  for (int64_t k = 0; k < count; ++k) std::memcpy(po + k * row_bytes, pw + pi[k] * row_bytes, row_bytes);  // grad_weight[idx[k]] += grad_out[k] for every position k whose index is not padding_idx.
   // Column blocks run in parallel; each column adds positions in order (deterministic).
   autograd::record("embedding", out, {weight}, [idx, v, c, padding_idx](const Tensor& g_in) {
     Tensor g = g_in.raw_contiguous();  // [..., C]
-    Tensor gw = Tensor::zeros({v, c}, g.dtype());
+    Tensor gw = Tensor::zeros({v, c}, g.dtype());  // [V, C]
     dispatch_float(g.dtype(), "embedding_backward", [&](auto tag) {
       using T = decltype(tag);
       const T* pg = g.data<T>();

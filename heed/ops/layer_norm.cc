@@ -31,9 +31,9 @@ Tensor layer_norm(const Tensor& x, int64_t normalized_size, const Tensor& weight
   const int64_t c = normalized_size;
   const int64_t rows = x.numel() / c;
   Tensor xc = x.raw_contiguous().detach();  // [rows, C] in memory
-  Tensor w = weight.defined() ? weight.raw_contiguous().detach() : Tensor();
-  Tensor b = bias.defined() ? bias.raw_contiguous().detach() : Tensor();
-  Tensor y = Tensor::empty(x.shape(), x.dtype());    // [..., C]
+  Tensor w = weight.defined() ? weight.raw_contiguous().detach() : Tensor();  // [C]
+  Tensor b = bias.defined() ? bias.raw_contiguous().detach() : Tensor();  // [C]
+  Tensor y = Tensor::empty(x.shape(), x.dtype());  // [..., C]
   Tensor mean = Tensor::empty({rows}, DType::kF64);  // [rows]
   Tensor rstd = Tensor::empty({rows}, DType::kF64);  // [rows]
   const kernels::cpu::LayerNormParams p{.rows = rows, .n = c, .eps = eps};
@@ -42,8 +42,7 @@ Tensor layer_norm(const Tensor& x, int64_t normalized_size, const Tensor& weight
     kernels::cpu::layer_norm_forward(p, xc.data<T>(), w.defined() ? w.data<T>() : nullptr,
                                      b.defined() ? b.data<T>() : nullptr, y.data<T>(), mean.data<double>(),
                                      rstd.data<double>());
-  });
-  // With xhat = (x - mean) * rstd and h = g * w:
+  });  // With xhat = (x - mean) * rstd and h = g * w:
   //   g_x = rstd * (h - mean_C(h) - xhat * mean_C(h * xhat)),  g_w = sum_rows g * xhat,  g_b = sum_rows g
   // (differentiate xhat_j through mean and var: d xhat_j / d x_i = rstd (delta_ij - 1/C - xhat_i xhat_j / C)).
   const bool need_x = autograd::requires_grad(x);
@@ -51,10 +50,10 @@ Tensor layer_norm(const Tensor& x, int64_t normalized_size, const Tensor& weight
   const bool need_b = bias.defined() && autograd::requires_grad(bias);
   autograd::record("layer_norm", y, {x, weight, bias},
                    [xc, w, mean, rstd, p, need_x, need_w, need_b](const Tensor& g_in) {
-                     Tensor g = g_in.to(xc.dtype()).raw_contiguous();
-                     Tensor gx = need_x ? Tensor::empty(xc.shape(), xc.dtype()) : Tensor();
-                     Tensor gw = need_w ? Tensor::empty({p.n}, xc.dtype()) : Tensor();
-                     Tensor gb = need_b ? Tensor::empty({p.n}, xc.dtype()) : Tensor();
+                     Tensor g = g_in.to(xc.dtype()).raw_contiguous();  // [..., C]
+                     Tensor gx = need_x ? Tensor::empty(xc.shape(), xc.dtype()) : Tensor();  // [..., C]
+                     Tensor gw = need_w ? Tensor::empty({p.n}, xc.dtype()) : Tensor();  // [C]
+                     Tensor gb = need_b ? Tensor::empty({p.n}, xc.dtype()) : Tensor();  // [C]
                      dispatch_float(xc.dtype(), "layer_norm_backward", [&](auto tag) {
                        using T = decltype(tag);
                        kernels::cpu::layer_norm_backward(

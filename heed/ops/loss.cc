@@ -35,7 +35,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEnt
   HEED_CHECK(eps >= 0 && eps <= 1, "cross_entropy: label_smoothing = ", eps, ", expected in [0, 1]");
   const int64_t v = logits.size(-1);
   const int64_t rows = targets.numel();
-  Tensor t = targets.raw_contiguous();
+  Tensor t = targets.raw_contiguous();  // [...] -> [rows] in memory
   const int64_t* pt = t.data<int64_t>();
   int64_t count = 0;  // non-ignored targets
   for (int64_t r = 0; r < rows; ++r) {

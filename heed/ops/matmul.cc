@@ -38,8 +38,8 @@ Tensor batched_gemm(Tensor a, Tensor b) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::zeros(out_shape, a.dtype());
-  if (out.numel() == 0 || k == 0) return out;
+  if (shape_numel(out_shape) == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype());
+  Tensor out = Tensor::empty(out_shape, a.dtype());  // beta = 0: GEMM writes every element
 
   BlasLayout la = blas_layout(a), lb = blas_layout(b);
   if (!la.ok) { a = a.clone_data(); la = blas_layout(a); }
@@ -60,10 +60,9 @@ Tensor batched_gemm(Tensor a, Tensor b) {
     const T* pa = a.data<T>();
     const T* pb = b.data<T>();
     T* po = out.data<T>();
-    // Many items: one item per thread, single-threaded BLAS inside (the OpenMP build of
-    // OpenBLAS does not nest). One item: BLAS threads it itself.
-#pragma omp parallel for schedule(static) if (items > 1)
-    for (int64_t i = 0; i < items; ++i) kernels::cpu::gemm(p, pa + oa[i], pb + ob[i], po + i * m * n);
+    // Items and their tiles share heed's thread pool; each tile is a single-threaded BLAS call,
+    // so the result does not depend on the thread count (see kernels/cpu/gemm.cc).
+    kernels::cpu::gemm_batched(p, items, oa.data(), ob.data(), m * n, pa, pb, po);
   });
   return out;
 }

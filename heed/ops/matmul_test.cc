@@ -4,7 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
+#include <cmath>
+
 #include "heed/heed.h"
+#include "heed/kernels/cpu/gemm.h"
 #include "heed/kernels/ref/ops_ref.h"
 #include "heed/testing/numerics.h"
 
@@ -132,6 +137,69 @@ TEST(Matmul, GradientsWithBatchBroadcastAndVectors) {
                         {testing::rand_param({2, 3, 4}, 15), testing::rand_param({4}, 16)}));
   EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return matmul(x[0], expand(x[1], {2, 4, 3})); },
                         {testing::rand_param({2, 5, 4}, 17), testing::rand_param({4, 3}, 18)}));
+}
+
+// Products large enough to be tiled on this machine go through matmul; the tile arithmetic
+// (row, column and 2-D tiles, every transpose combination, batched items with offsets) is
+// checked with explicit tilings, whatever the machine's processor count. A is scaled by
+// 1/sqrt(K) so that results are O(1), as in a network, and the f32 tolerance applies.
+TEST(Matmul, TiledProductsMatchReference) {
+  struct Case {
+    int64_t m, k, n;
+  };
+  uint64_t seed = 700;
+  for (const Case& c : {Case{300, 700, 130}, Case{5, 600, 3000}, Case{300, 200, 1100}})
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const double scale = 1 / std::sqrt(static_cast<double>(c.k));
+        Tensor a = ta ? mul(Tensor::randn({c.k, c.m}, ++seed), scale).raw_transpose(0, 1)
+                      : mul(Tensor::randn({c.m, c.k}, ++seed), scale);
+        Tensor b = tb ? Tensor::randn({c.n, c.k}, ++seed).raw_transpose(0, 1) : Tensor::randn({c.k, c.n}, ++seed);
+        EXPECT_TRUE(all_close(matmul(a, b), ref::matmul(a, b), kReduction))
+            << c.m << "x" << c.k << "x" << c.n << " trans_a " << ta << " trans_b " << tb;
+      }
+  // Explicit tilings over two items stored at offsets in one buffer.
+  const int64_t m = 70, k = 50, n = 90;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (const kernels::cpu::GemmTiling tiling : {kernels::cpu::GemmTiling{16, 96}, kernels::cpu::GemmTiling{80, 32},
+                                                    kernels::cpu::GemmTiling{32, 48}, kernels::cpu::GemmTiling{80, 96}})
+        for (DType dtype : {DType::kF32, DType::kF64}) {
+          Tensor a = Tensor::randn({2, ta ? k : m, ta ? m : k}, ++seed, dtype);  // two items, stored as given
+          Tensor b = Tensor::randn({2, tb ? n : k, tb ? k : n}, ++seed, dtype);
+          Tensor c = Tensor::full({2, m, n}, 7.0, dtype);  // beta = 0 must overwrite
+          const kernels::cpu::GemmParams p{.trans_a = ta, .trans_b = tb, .m = m, .n = n, .k = k,
+                                           .lda = ta ? m : k, .ldb = tb ? k : n, .ldc = n};
+          const int64_t a_off[2] = {0, a.size(1) * a.size(2)}, b_off[2] = {0, b.size(1) * b.size(2)};
+          dispatch_float(dtype, "test", [&](auto tag) {
+            using T = decltype(tag);
+            kernels::cpu::gemm_tiled(p, tiling, 2, a_off, b_off, m * n, a.data<T>(), b.data<T>(), c.data<T>());
+          });
+          Tensor av = ta ? a.raw_transpose(1, 2) : a, bv = tb ? b.raw_transpose(1, 2) : b;
+          EXPECT_TRUE(all_close(c, ref::matmul(av, bv), kReduction))
+              << "tiles " << tiling.rows << "x" << tiling.cols << " trans_a " << ta << " trans_b " << tb;
+        }
+}
+
+TEST(Matmul, TilingDependsOnProblemAndMachineOnly) {
+  using kernels::cpu::gemm_tiling;
+  // Two processors: two row tiles of a square product, column tiles when rows are few, none for small ones.
+  EXPECT_EQ(gemm_tiling(2048, 2048, 2048, 1, 2).rows, 1024);
+  EXPECT_EQ(gemm_tiling(5, 3000, 600, 1, 2).cols, 1504);
+  EXPECT_EQ(gemm_tiling(64, 64, 64, 1, 2).rows, 64);
+  // Sixteen processors: more, smaller tiles; a batch with enough items is not tiled.
+  EXPECT_EQ(gemm_tiling(2048, 2048, 2048, 1, 16).rows, 128);
+  EXPECT_EQ(gemm_tiling(512, 512, 64, 64, 16).rows, 512);
+  // Bitwise identical results with 1, 2 and 3 threads for a product that is tiled here.
+  Tensor a = Tensor::randn({600, 700}, 1), b = Tensor::randn({700, 500}, 2);
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  Tensor c1 = matmul(a, b);
+  for (int threads : {2, 3}) {
+    omp_set_num_threads(threads);
+    EXPECT_TRUE(testing::bitwise_equal(c1, matmul(a, b))) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
 }
 
 }  // namespace

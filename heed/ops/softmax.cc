@@ -11,7 +11,7 @@ namespace {
 Tensor softmax_backward(const Tensor& y, const Tensor& g, int64_t d, bool log) {
   Tensor gx = Tensor::empty(y.shape(), y.dtype());  // same shape as x
   if (gx.numel() == 0) return gx;
-  Tensor gc = g.dtype() == y.dtype() ? g : g.to(y.dtype());
+  Tensor gc = g.dtype() == y.dtype() ? g : g.to(y.dtype());  // same shape as y
   const kernels::cpu::SoftmaxParams p{.n = y.size(d), .log = log};
   dispatch_float(y.dtype(), log ? "log_softmax_backward" : "softmax_backward", [&](auto tag) {
     using T = decltype(tag);

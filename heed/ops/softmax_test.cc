@@ -35,10 +35,15 @@ TEST(Softmax, ForwardAndBackwardMatchReference) {
                                      ref::layout_name(layout) + " dim " + std::to_string(dim);
             Tensor y = apply(log, x, dim);
             EXPECT_TRUE(all_close(y, ref::softmax(x, dim, log), kReduction)) << what;
-            // Backward with a non-contiguous incoming gradient.
-            Tensor g = ref::make_input(shape, Layout::kStrided, ++seed, dtype);
-            autograd::backward(y, g);
-            EXPECT_TRUE(all_close(x.grad(), ref::softmax_grad(x, g, dim, log), kReduction)) << what;
+            // Backward with a contiguous and with a non-contiguous incoming gradient (they take
+            // different kernels when the rows are contiguous).
+            for (Layout gl : {Layout::kContiguous, Layout::kStrided}) {
+              Tensor g = ref::make_input(shape, gl, ++seed, dtype);
+              x.zero_grad();
+              autograd::backward(y, g, {.retain_graph = true});
+              EXPECT_TRUE(all_close(x.grad(), ref::softmax_grad(x, g, dim, log), kReduction))
+                  << what << " gradient " << ref::layout_name(gl);
+            }
           }
 }
 

@@ -322,6 +322,10 @@ inline D convert(S v) {
 
 void Tensor::copy_from(const Tensor& src_in) {
   Tensor src = src_in.shape() == shape() ? src_in : src_in.raw_expand(shape());
+  if (src.dtype() == dtype() && is_contiguous() && src.is_contiguous()) {  // same layout: copy the bytes
+    std::memmove(raw_data(), src.raw_data(), numel() * dtype_size(dtype()));
+    return;
+  }
   dispatch_all(dtype(), [&](auto dtag) {
     using D = decltype(dtag);
     dispatch_all(src.dtype(), [&](auto stag) {

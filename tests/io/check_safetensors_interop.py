@@ -5,8 +5,8 @@
                  every tensor, dtype, shape, value and the metadata;
   --write PATH   write PATH with `safetensors` for heed's test to read back.
 
-Both sides compute the same values from the formula in `expected_values` (heed's test,
-heed/io/safetensors_test.cc, has the C++ twin). Exits 0 when all checks pass, 1 otherwise.
+Both sides compute the same values from the formula in `expected_values`; its C++ twin is
+patterned() in tests/io/io_test_support.h. Exits 0 when all checks pass, 1 otherwise.
 """
 from __future__ import annotations
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "heed/kernels/cpu/elementwise.h"
 
@@ -53,52 +54,71 @@ void forward(const LayerNormParams& p, const T* x, const T* w, const T* b, T* y,
   }
 }
 
+// Rows per chunk of the backward pass: the weight and bias gradients are summed per chunk, then
+// the chunks in order, so the summation order depends on the row count only.
+constexpr int64_t kMinChunkRows = 32, kMaxChunks = 256;
+
 template <class T>
 void backward(const LayerNormParams& p, const T* x, const T* w, const double* mean, const double* rstd, const T* g,
               T* gx, T* gw, T* gb) {
   const int64_t n = p.n;
-  if (gx) {
+  std::vector<T> ones;
+  if (!w) {  // no weight: h = g
+    ones.assign(n, T(1));
+    w = ones.data();
+  }
+  const int64_t chunk = std::max(kMinChunkRows, (p.rows + kMaxChunks - 1) / kMaxChunks);
+  const int64_t chunks = (p.rows + chunk - 1) / chunk;
+  const bool affine = gw || gb;
+  std::vector<double> partial(affine ? chunks * 2 * n : 0, 0.0);  // per chunk: sum g * xhat, sum g
 #pragma omp parallel for schedule(static) if (p.rows * n > kParallelGrain)
-    for (int64_t r = 0; r < p.rows; ++r) {
+  for (int64_t ck = 0; ck < chunks; ++ck) {
+    double* pw = affine ? partial.data() + ck * 2 * n : nullptr;
+    double* pb = affine ? pw + n : nullptr;
+    for (int64_t r = ck * chunk; r < std::min(p.rows, (ck + 1) * chunk); ++r) {
       const T* xr = x + r * n;
       const T* gr = g + r * n;
-      T* gxr = gx + r * n;
       const double mu = mean[r], rs = rstd[r];
-      // h = g * w; g_x = rstd * (h - mean(h) - xhat * mean(h * xhat))
-      auto h = [&](int64_t i) { return static_cast<double>(gr[i]) * (w ? static_cast<double>(w[i]) : 1.0); };
-      auto xhat = [&](int64_t i) { return (static_cast<double>(xr[i]) - mu) * rs; };
-      const double mean_h = lane_sum(n, h) / n;
-      const double mean_hx = lane_sum(n, [&](int64_t i) { return h(i) * xhat(i); }) / n;
-      const T a = static_cast<T>(rs), c0 = static_cast<T>(mean_h), c1 = static_cast<T>(mean_hx);
-      const T hi = static_cast<T>(mu), lo = static_cast<T>(mu - static_cast<double>(hi));
-      for (int64_t i = 0; i < n; ++i) {
-        const T xh = ((xr[i] - hi) - lo) * a;
-        const T hi = w ? gr[i] * w[i] : gr[i];
-        gxr[i] = a * (hi - c0 - xh * c1);
+      const T a = static_cast<T>(rs), hi = static_cast<T>(mu), lo = static_cast<T>(mu - static_cast<double>(hi));
+      if (gx) {
+        // h = g * w; g_x = rstd * (h - mean(h) - xhat * mean(h * xhat))
+        const double sum_h = lane_sum(n, [&](int64_t i) { return static_cast<double>(gr[i] * w[i]); });
+        const double sum_hx = lane_sum(n, [&](int64_t i) {
+          return static_cast<double>(gr[i] * w[i]) * (((xr[i] - hi) - lo) * a);
+        });
+        const T c0 = static_cast<T>(sum_h / n), c1 = static_cast<T>(sum_hx / n);
+        T* gxr = gx + r * n;
+        if (affine) {
+          for (int64_t k = 0; k < n; ++k) {
+            const T xh = ((xr[k] - hi) - lo) * a;
+            gxr[k] = a * (gr[k] * w[k] - c0 - xh * c1);
+            pw[k] += static_cast<double>(gr[k]) * xh;
+            pb[k] += gr[k];
+          }
+        } else {
+          for (int64_t k = 0; k < n; ++k) {
+            const T xh = ((xr[k] - hi) - lo) * a;
+            gxr[k] = a * (gr[k] * w[k] - c0 - xh * c1);
+          }
+        }
+      } else if (affine) {
+        for (int64_t k = 0; k < n; ++k) {
+          pw[k] += static_cast<double>(gr[k]) * (((xr[k] - hi) - lo) * a);
+          pb[k] += gr[k];
+        }
       }
     }
   }
-  if (!gw && !gb) return;
-  // Column blocks in parallel; within a column, rows are summed in order.
-  constexpr int64_t kBlock = 64;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
-#pragma omp parallel for schedule(static) if (p.rows * n > kParallelGrain)
-  for (int64_t cb = 0; cb < blocks; ++cb) {
-    const int64_t c0 = cb * kBlock, c1 = std::min(n, c0 + kBlock);
-    double acc_w[kBlock] = {}, acc_b[kBlock] = {};
-    for (int64_t r = 0; r < p.rows; ++r) {
-      const T* xr = x + r * n;
-      const T* gr = g + r * n;
-      const double mu = mean[r], rs = rstd[r];
-      for (int64_t c = c0; c < c1; ++c) {
-        acc_w[c - c0] += static_cast<double>(gr[c]) * ((static_cast<double>(xr[c]) - mu) * rs);
-        acc_b[c - c0] += gr[c];
-      }
+  if (!affine) return;
+  std::vector<double> sw(n, 0.0), sb(n, 0.0);
+  for (int64_t ck = 0; ck < chunks; ++ck)
+    for (int64_t k = 0; k < n; ++k) {
+      sw[k] += partial[ck * 2 * n + k];
+      sb[k] += partial[ck * 2 * n + n + k];
     }
-    for (int64_t c = c0; c < c1; ++c) {
-      if (gw) gw[c] = static_cast<T>(acc_w[c - c0]);
-      if (gb) gb[c] = static_cast<T>(acc_b[c - c0]);
-    }
+  for (int64_t k = 0; k < n; ++k) {
+    if (gw) gw[k] = static_cast<T>(sw[k]);
+    if (gb) gb[k] = static_cast<T>(sb[k]);
   }
 }
 

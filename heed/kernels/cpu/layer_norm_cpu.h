@@ -1,6 +1,7 @@
 // CPU layer normalisation over the last dimension of a contiguous [rows, n] array.
 // Rows run in parallel (static schedule), each row sequentially; the weight and bias
-// gradients are summed per column in row order. Results do not depend on the thread count.
+// gradients are summed over fixed chunks of rows, then over the chunks in order. Results do
+// not depend on the thread count.
 #pragma once
 
 #include <cstdint>

@@ -3,11 +3,18 @@
 
 #include <cmath>
 #include <limits>
+#include <type_traits>
 
 #include "heed/kernels/cpu/elementwise.h"
+#include "heed/kernels/cpu/softmax_avx512.h"
 #include "heed/tensor/strided.h"
 
 namespace heed::kernels::cpu {
+
+bool has_avx512() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  return yes;
+}
 
 RowIndex row_index(std::span<const int64_t> shape, std::span<const int64_t> strides, int64_t dim) {
   RowIndex r;
@@ -80,6 +87,13 @@ template <class T>
 void forward_rows(const SoftmaxParams& p, const T* x, const RowIndex& xi, T* y, const RowIndex& yi) {
   const int64_t rows = static_cast<int64_t>(xi.starts.size());
   const bool contiguous = xi.stride == 1 && yi.stride == 1;
+  if constexpr (std::is_same_v<T, float>) {
+    if (contiguous && has_avx512()) {
+#pragma omp parallel for schedule(static) if (rows * p.n > kParallelGrain)
+      for (int64_t r = 0; r < rows; ++r) avx512::softmax_row(x + xi.starts[r], y + yi.starts[r], p.n, p.log);
+      return;
+    }
+  }
 #pragma omp parallel for schedule(static) if (rows * p.n > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     if (contiguous) forward_row(x + xi.starts[r], 1, y + yi.starts[r], 1, p.n, p.log);
@@ -92,6 +106,14 @@ void backward_rows(const SoftmaxParams& p, const T* y, const RowIndex& yi, const
                    const RowIndex& gxi) {
   const int64_t rows = static_cast<int64_t>(yi.starts.size());
   const bool contiguous = yi.stride == 1 && gi.stride == 1 && gxi.stride == 1;
+  if constexpr (std::is_same_v<T, float>) {
+    if (contiguous && has_avx512()) {
+#pragma omp parallel for schedule(static) if (rows * p.n > kParallelGrain)
+      for (int64_t r = 0; r < rows; ++r)
+        avx512::softmax_backward_row(y + yi.starts[r], g + gi.starts[r], gx + gxi.starts[r], p.n, p.log);
+      return;
+    }
+  }
 #pragma omp parallel for schedule(static) if (rows * p.n > kParallelGrain)
   for (int64_t r = 0; r < rows; ++r) {
     if (contiguous) backward_row(y + yi.starts[r], 1, g + gi.starts[r], 1, gx + gxi.starts[r], 1, p.n, p.log);

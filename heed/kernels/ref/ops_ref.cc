@@ -301,16 +301,17 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Shape out_shape = batch;
   out_shape.push_back(m);
   out_shape.push_back(n);
-  std::vector<double> out(numel_of(out_shape));
+  std::vector<double> out(numel_of(out_shape), 0.0);
   for (int64_t bi = 0; bi < numel_of(batch); ++bi) {
     Shape idx = unravel(bi, batch);
     const int64_t ia = broadcast_source(idx, ba), ib = broadcast_source(idx, bb);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t j = 0; j < n; ++j) {
-        double acc = 0;
-        for (int64_t p = 0; p < k; ++p) acc += va[(ia * m + i) * k + p] * vb[(ib * k + p) * n + j];
-        out[(bi * m + i) * n + j] = acc;
+    for (int64_t i = 0; i < m; ++i) {
+      double* row = out.data() + (bi * m + i) * n;  // out[i, :] = sum_p a[i, p] * b[p, :]
+      for (int64_t p = 0; p < k; ++p) {
+        const double aip = va[(ia * m + i) * k + p];
+        for (int64_t j = 0; j < n; ++j) row[j] += aip * vb[(ib * k + p) * n + j];
       }
+    }
   }
   Shape final_shape = batch;
   if (a_in.dim() > 1) final_shape.push_back(m);

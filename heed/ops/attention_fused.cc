@@ -1,0 +1,128 @@
+// The fused attention path: maps tensors and the mask vocabulary onto the CPU flash kernel
+// (online softmax, no [T, S] buffer), and records its backward, which recomputes the
+// probabilities block by block from the saved log-sum-exp.
+#include <cmath>
+
+#include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/flash_attention.h"
+#include "heed/ops/attention.h"
+
+namespace heed {
+
+namespace {
+
+namespace kc = kernels::cpu;
+
+kc::Strides4 strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+
+// Tensors the kernel reads through raw pointers, kept alive with the params that point into them.
+struct FusedCall {
+  kc::FlashParams params;
+  Tensor q, k, v, out, lse;
+  Tensor key_lengths;  // i64 [B], contiguous
+  Tensor bool_mask;    // u8, broadcast view [B, Hq, T, S]
+  Tensor additive;     // f32, the user's mask made contiguous in its own shape
+};
+
+FusedCall make_call(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  FusedCall c;
+  c.q = q.detach();
+  c.k = k.detach();
+  c.v = v.detach();
+  const int64_t b = q.size(0), hq = q.size(1), t = q.size(2), d = q.size(3);
+  const int64_t hkv = k.size(1), s = k.size(2), dv = v.size(3);
+  const Shape score_shape{b, hq, t, s};
+  kc::FlashParams& p = c.params;
+  p.batch = b;
+  p.q_heads = hq;
+  p.kv_heads = hkv;
+  p.q_len = t;
+  p.kv_len = s;
+  p.head_dim = d;
+  p.v_head_dim = dv;
+  p.q = q.data<float>();
+  p.q_strides = strides4(q);
+  p.k = k.data<float>();
+  p.k_strides = strides4(k);
+  p.v = v.data<float>();
+  p.v_strides = strides4(v);
+  const double default_scale = o.score == AttentionScore::kScaledDot ? 1.0 / std::sqrt(static_cast<double>(d)) : 1.0;
+  p.scale = static_cast<float>(o.scale.value_or(default_scale));
+  p.weighting = o.weighting == AttentionWeighting::kSoftmax ? kc::AttentionWeighting::kSoftmax
+                                                             : kc::AttentionWeighting::kSigmoid;
+  if (o.training && o.dropout_p > 0)
+    p.dropout = {static_cast<float>(o.dropout_p), o.dropout_seed, o.dropout_stream};
+
+  const AttentionMask& m = o.mask;
+  if (m.key_lengths.defined()) {
+    c.key_lengths = m.key_lengths.raw_contiguous();  // [B]
+    p.mask.key_lengths = c.key_lengths.data<int64_t>();
+  }
+  p.mask.causal = m.causal;
+  p.mask.causal_offset = m.causal_offset;
+  p.mask.window_left = m.window_left;
+  p.mask.window_right = m.window_right;
+  if (m.bool_mask.defined()) {
+    c.bool_mask = m.bool_mask.raw_expand(score_shape);  // [..] -> [B, Hq, T, S], stride 0 where broadcast
+    p.mask.bool_mask = c.bool_mask.data<uint8_t>();
+    p.mask.bool_strides = strides4(c.bool_mask);
+  }
+  if (m.additive_mask.defined()) {
+    c.additive = m.additive_mask.detach().raw_contiguous();
+    Tensor view = c.additive.raw_expand(score_shape);  // [..] -> [B, Hq, T, S]
+    p.mask.additive_mask = c.additive.data<float>();
+    p.mask.additive_strides = strides4(view);
+  }
+  c.out = Tensor::empty({b, hq, t, dv});  // [B, Hq, T, Dv]
+  c.lse = Tensor::empty({b, hq, t});      // [B, Hq, T]
+  p.out = c.out.data<float>();
+  p.out_strides = strides4(c.out);
+  p.lse = c.lse.data<float>();
+  return c;
+}
+
+}  // namespace
+
+bool fused_attention_applies(const Tensor& q, const AttentionOptions& o) {
+  const bool dot = o.score == AttentionScore::kScaledDot || o.score == AttentionScore::kDot;
+  const bool mask_ok = !o.mask.additive_mask.defined() || o.mask.additive_mask.dtype() == DType::kF32;
+  return q.dtype() == DType::kF32 && dot && o.softcap == 0.0 && !o.need_scores && mask_ok;
+}
+
+AttentionResult fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
+  auto call = std::make_shared<FusedCall>(make_call(q, k, v, o));
+  kc::flash_attention_forward(call->params);
+  AttentionResult r;
+  r.out = call->out.detach();
+  if (o.need_weights) {  // exact probabilities recomputed from the saved lse, every head and row
+    const kc::FlashParams& p = call->params;
+    std::vector<kc::FlashHead> heads;
+    for (int64_t bi = 0; bi < p.batch; ++bi)
+      for (int64_t h = 0; h < p.q_heads; ++h) heads.push_back({bi, h});
+    r.weights = Tensor::empty({p.batch, p.q_heads, p.q_len, p.kv_len});  // [B, Hq, T, S]
+    kc::flash_attention_weights(p, {.heads = heads, .row_begin = 0, .row_end = p.q_len,
+                                    .weights = r.weights.data<float>()});
+  }
+  const bool mask_grad = o.mask.additive_mask.defined() && o.mask.additive_mask.requires_grad();
+  // grad_q, grad_k, grad_v (and grad of the additive mask) from the flash backward, which
+  // replays dropout and recomputes P = exp(S - lse) block by block.
+  autograd::record("fused_attention", r.out, {q, k, v, mask_grad ? o.mask.additive_mask : Tensor()},
+                   [call, mask_grad](const Tensor& g) {
+                     const kc::FlashParams& p = call->params;
+                     Tensor go = g.dtype() == DType::kF32 ? g : g.to(DType::kF32);
+                     Tensor gq = Tensor::empty(call->q.shape());  // [B, Hq, T, D]
+                     Tensor gk = Tensor::empty(call->k.shape());  // [B, Hkv, S, D]
+                     Tensor gv = Tensor::empty(call->v.shape());  // [B, Hkv, S, Dv]
+                     Tensor gm = mask_grad ? Tensor::empty(call->additive.shape()) : Tensor();
+                     kc::FlashGrads grads{.grad_out = go.data<float>(), .grad_out_strides = strides4(go),
+                                          .grad_q = gq.data<float>(), .grad_q_strides = strides4(gq),
+                                          .grad_k = gk.data<float>(), .grad_k_strides = strides4(gk),
+                                          .grad_v = gv.data<float>(), .grad_v_strides = strides4(gv),
+                                          .grad_additive_mask = mask_grad ? gm.data<float>() : nullptr};
+                     kc::flash_attention_backward(p, grads);
+                     return std::vector<Tensor>{gq, gk, gv, gm};
+                   });
+  return r;
+}
+
+}  // namespace heed
