@@ -189,6 +189,8 @@ void tile(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int
         r[m][n] = V::load(cp);
     }
   }
+  // Unrolled twice: measured +2-5% over no unrolling and over unrolling 4 times.
+#pragma GCC unroll 2
   for (int64_t k = 0; k < K; ++k) {
     Reg bv[NV];
 #pragma GCC unroll 16
