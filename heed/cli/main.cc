@@ -1,0 +1,236 @@
+// The `heed` command-line tool: train / eval / predict for grapheme-to-phoneme models.
+// Every heed::Error reaching main is printed as one line and exits with status 1.
+#include <omp.h>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "heed/io/jsonl.h"
+#include "heed/io/progress.h"
+#include "heed/tensor/error.h"
+#include "heed/train/checkpoint.h"
+#include "heed/train/config.h"
+#include "heed/train/g2p.h"
+#include "heed/train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace heed;
+
+namespace {
+
+std::string percent(double rate) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f%%", 100.0 * rate);
+  return buf;
+}
+
+std::string join(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const std::string& p : parts) out += (out.empty() ? "" : " ") + p;
+  return out;
+}
+
+// ---------------------------------------------------------------- train
+
+struct TrainArgs {
+  std::string config;
+  bool resume = false;
+  bool overwrite = false;
+  bool quiet = false;
+};
+
+int run_train(const TrainArgs& args) {
+  train::G2PConfig config = train::load_g2p_config(args.config);
+  if (config.loop.threads > 0) omp_set_num_threads(static_cast<int>(config.loop.threads));
+  const fs::path run_dir(config.loop.run_dir);
+  const train::CheckpointPaths last{run_dir / "checkpoints" / "last"};
+  const bool have_last = fs::exists(last.trainer());
+  const bool have_run = have_last || fs::exists(run_dir / "train.jsonl") || fs::exists(run_dir / "checkpoints");
+  HEED_CHECK(!args.resume || have_last, "train: --resume given but ", last.dir.string(), " holds no checkpoint");
+  HEED_CHECK(args.resume || args.overwrite || !have_run, "train: ", run_dir.string(),
+             " already holds a run; pass --resume to continue it or --overwrite to start again");
+  if (args.overwrite && !args.resume) fs::remove_all(run_dir);
+  fs::create_directories(run_dir);
+
+  train::G2PData data = train::load_g2p_data(config.data);
+  models::TransformerSeq2Seq model(train::g2p_model_options(config, data.vocabs));
+  const std::string checkpoint_json = train::g2p_checkpoint_json(config, data.vocabs);
+  if (args.resume) {
+    const train::G2PConfig saved = train::load_g2p_model(last.dir).config;
+    HEED_CHECK(train::model_config_to_json(train::g2p_model_options(saved, data.vocabs)) ==
+                   train::model_config_to_json(train::g2p_model_options(config, data.vocabs)),
+               "train: --resume: the model in ", args.config, " differs from the one in ", last.dir.string());
+  }
+  std::fprintf(stderr,
+               "heed train: %zu training pairs (%zu words), %zu validation words; vocabularies %ld characters, "
+               "%ld phonemes; model %.2fM parameters; %d threads\n",
+               data.train.size(), data.train_entries.size(), data.valid_entries.size(),
+               static_cast<long>(data.vocabs.chars.size()), static_cast<long>(data.vocabs.phonemes.size()),
+               static_cast<double>(model.parameter_count()) / 1e6, omp_get_max_threads());
+
+  io::JsonlWriter log((run_dir / "train.jsonl").string());
+  log.write_json(std::string("{\"event\":\"config\",\"config\":") + train::g2p_config_to_json(config) + "}");
+  const train::G2PDecodeOptions valid_decode = train::decode_options(config.decode, true);
+  train::TrainerOptions options{.optim = config.optim,
+                                .loop = config.loop,
+                                .checkpoint_config_json = checkpoint_json,
+                                .validate =
+                                    [&](const models::TransformerSeq2Seq& m) {
+                                      train::SequenceErrorRates r = train::evaluate_g2p(
+                                          m, data.lexicon, data.valid_entries, data.vocabs, valid_decode);
+                                      std::fprintf(stderr, "  validation: WER %s PER %s (%ld words)\n",
+                                                   percent(r.wer()).c_str(), percent(r.per()).c_str(),
+                                                   static_cast<long>(r.words));
+                                      return train::Validation{r.wer(),
+                                                               {{"valid_wer", r.wer()}, {"valid_per", r.per()}}};
+                                    },
+                                .progress = args.quiet ? nullptr : stderr,
+                                .log = &log};
+  train::Seq2SeqTrainer trainer(model, data.train, options);
+  if (args.resume) {
+    trainer.resume(last.dir);
+    std::fprintf(stderr, "heed train: resumed at step %ld (epoch %ld)\n", static_cast<long>(trainer.state().step),
+                 static_cast<long>(trainer.state().epoch + 1));
+  }
+  train::TrainResult result = trainer.run();
+  const train::TrainerState& s = result.state;
+  std::printf("stopped (%s) after %ld steps, %ld full epochs, %.0f s; best validation WER %s (epoch %ld)\n",
+              s.stop_reason.c_str(), static_cast<long>(s.step), static_cast<long>(s.epoch), s.elapsed_s,
+              std::isfinite(s.best_metric) ? percent(s.best_metric).c_str() : "n/a", static_cast<long>(s.best_epoch));
+  std::printf("best checkpoint: %s\nlog: %s\n", trainer.best_checkpoint().dir.string().c_str(),
+              (run_dir / "train.jsonl").string().c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------- eval
+
+struct EvalArgs {
+  std::string model;
+  std::string split = "test";
+  std::string data;  // cmudict path; default: the one the model was trained on
+  int64_t beam = 0;  // 0: the model's config
+  double alpha = -1;
+  int64_t limit = 0;
+  bool quiet = false;
+};
+
+int run_eval(const EvalArgs& args) {
+  train::G2PModel g2p = train::load_g2p_model(args.model);
+  train::DataConfig data_config = g2p.config.data;
+  if (!args.data.empty()) data_config.cmudict = args.data;
+  if (g2p.config.loop.threads > 0) omp_set_num_threads(static_cast<int>(g2p.config.loop.threads));
+  data::Lexicon lexicon = data::load_cmudict(data_config.cmudict);
+  data::LexiconSplit split = data::split_lexicon(lexicon);
+  std::vector<int64_t> entries;
+  if (args.split == "test") entries = split.test;
+  else if (args.split == "validation") entries = split.validation;
+  else if (args.split == "train") entries = split.train;
+  else fail("eval: --split must be test, validation or train, got '", args.split, "'");
+  if (args.limit > 0 && static_cast<int64_t>(entries.size()) > args.limit) entries.resize(args.limit);
+
+  train::G2PDecodeOptions decode = train::decode_options(g2p.config.decode);
+  if (args.beam > 0) decode.beam_size = args.beam;
+  if (args.alpha >= 0) decode.alpha = args.alpha;
+  decode.nbest = 1;
+  io::ProgressOptions po;
+  po.label = "eval " + args.split;
+  po.unit = "word";
+  io::ProgressBar bar(args.quiet ? nullptr : stderr, static_cast<int64_t>(entries.size()), po);
+  int64_t done = 0;
+  train::SequenceErrorRates r =
+      train::evaluate_g2p(*g2p.model, lexicon, entries, g2p.vocabs, decode, [&](int64_t n) {
+        bar.advance(n - done, static_cast<double>(n - done));
+        done = n;
+      });
+  bar.finish();
+  std::printf("%s: WER %s PER %s (%ld words, beam %ld, alpha %.2f)\n", args.split.c_str(), percent(r.wer()).c_str(),
+              percent(r.per()).c_str(), static_cast<long>(r.words), static_cast<long>(decode.beam_size), decode.alpha);
+  return 0;
+}
+
+// ---------------------------------------------------------------- predict
+
+struct PredictArgs {
+  std::string model;
+  std::vector<std::string> words;
+  int64_t nbest = 0;
+  int64_t beam = 0;
+  double alpha = -1;
+};
+
+int run_predict(const PredictArgs& args) {
+  train::G2PModel g2p = train::load_g2p_model(args.model);
+  std::vector<std::string> words = args.words;
+  if (words.empty()) {
+    std::string w;
+    while (std::cin >> w) words.push_back(w);
+  }
+  train::G2PDecodeOptions decode = train::decode_options(g2p.config.decode);
+  if (args.beam > 0) decode.beam_size = args.beam;
+  if (args.alpha >= 0) decode.alpha = args.alpha;
+  if (args.nbest > 0) decode.nbest = args.nbest;
+  HEED_CHECK(decode.nbest <= decode.beam_size, "predict: --nbest ", decode.nbest, " exceeds the beam size ",
+             decode.beam_size, " (pass --beam)");
+  if (decode.beam_size == 1) decode.nbest = 1;
+  for (const train::WordPrediction& p : train::predict_words(*g2p.model, g2p.vocabs, words, decode))
+    for (size_t i = 0; i < p.phonemes.size(); ++i)
+      std::printf("%s\t%s\t%.4f\n", p.word.c_str(), join(p.phonemes[i]).c_str(), p.scores[i]);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"heed: attention-based neural networks (grapheme-to-phoneme: train, eval, predict)", "heed"};
+  app.require_subcommand(1);
+
+  TrainArgs train_args;
+  CLI::App* train_cmd = app.add_subcommand("train", "train a G2P Transformer from a TOML config");
+  train_cmd->add_option("--config", train_args.config, "TOML config file (e.g. configs/g2p-small.toml)")->required();
+  train_cmd->add_flag("--resume", train_args.resume, "continue the run in the config's run_dir from its last checkpoint");
+  train_cmd->add_flag("--overwrite", train_args.overwrite, "delete an existing run in run_dir and start again");
+  train_cmd->add_flag("--quiet", train_args.quiet, "no progress bar");
+
+  EvalArgs eval_args;
+  CLI::App* eval_cmd = app.add_subcommand("eval", "word and phoneme error rates of a checkpoint on a CMUdict split");
+  eval_cmd->add_option("--model", eval_args.model, "checkpoint directory (e.g. runs/g2p-small/checkpoints/best)")
+      ->required();
+  eval_cmd->add_option("--split", eval_args.split, "test (default), validation or train");
+  eval_cmd->add_option("--data", eval_args.data, "CMUdict file (default: the one the model was trained on)");
+  eval_cmd->add_option("--beam", eval_args.beam, "beam size (default: the model's config; 1 = greedy)");
+  eval_cmd->add_option("--alpha", eval_args.alpha, "length normalisation exponent (default: the model's config)");
+  eval_cmd->add_option("--limit", eval_args.limit, "only the first N words of the split");
+  eval_cmd->add_flag("--quiet", eval_args.quiet, "no progress bar");
+
+  PredictArgs predict_args;
+  CLI::App* predict_cmd = app.add_subcommand("predict", "pronunciations of words (arguments, or stdin one per line)");
+  predict_cmd->add_option("--model", predict_args.model, "checkpoint directory")->required();
+  predict_cmd->add_option("--nbest", predict_args.nbest, "hypotheses per word (default: the model's config)");
+  predict_cmd->add_option("--beam", predict_args.beam, "beam size (default: the model's config; 1 = greedy)");
+  predict_cmd->add_option("--alpha", predict_args.alpha, "length normalisation exponent");
+  predict_cmd->add_option("words", predict_args.words, "words to pronounce");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (train_cmd->parsed()) return run_train(train_args);
+    if (eval_cmd->parsed()) return run_eval(eval_args);
+    if (predict_cmd->parsed()) return run_predict(predict_args);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "heed: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "heed: error: %s\n", e.what());
+    return 1;
+  }
+  return 1;
+}

@@ -1,0 +1,164 @@
+// Greedy and beam search: the cached decoder against full-prefix recomputation, beam size 1
+// against greedy, scores against teacher-forced log-probabilities, batch independence, and
+// a briefly trained model that reverses its training sequences.
+#include <cmath>
+
+#include <gtest/gtest.h>
+
+#include "heed/decode/beam.h"
+#include "heed/decode/greedy.h"
+#include "heed/decode/kv_cache.h"
+#include "heed/heed.h"
+#include "heed/ops/loss.h"
+#include "heed/ops/softmax.h"
+#include "heed/train/optimizer.h"
+
+namespace heed::decode {
+namespace {
+
+constexpr int64_t kBos = 1, kEos = 2;
+
+Tensor ids(const std::vector<int64_t>& v, int64_t b) {
+  return Tensor::from_vector(v, {b, static_cast<int64_t>(v.size()) / b});
+}
+Tensor lengths(const std::vector<int64_t>& v) { return Tensor::from_vector(v, {static_cast<int64_t>(v.size())}); }
+
+// Reverse-the-source task: source tokens 3..8, target = reversed source + EOS.
+struct Data {
+  Tensor src = ids({3, 4, 5, 6, 6, 5, 0, 0, 4, 4, 3, 0, 8, 7, 0, 0}, 4);
+  Tensor lens = lengths({4, 2, 3, 2});
+  Tensor tgt_in = ids({1, 6, 5, 4, 3, 1, 5, 6, 0, 0, 1, 3, 4, 4, 0, 1, 7, 8, 0, 0}, 4);
+  Tensor tgt_out = ids({6, 5, 4, 3, 2, 5, 6, 2, 0, 0, 3, 4, 4, 2, 0, 7, 8, 2, 0, 0}, 4);
+};
+
+// One tiny model trained for a few steps, shared by the tests (training takes ~1 s).
+const models::TransformerSeq2Seq& trained_model() {
+  static std::unique_ptr<models::TransformerSeq2Seq> model = [] {
+    auto m = std::make_unique<models::TransformerSeq2Seq>(models::TransformerSeq2SeqOptions{
+        .src_vocab = 9, .tgt_vocab = 9, .d_model = 16, .heads = 2, .encoder_layers = 1, .decoder_layers = 2,
+        .ff_width = 32, .dropout = 0.0, .max_len = 32, .seed = 5});
+    Data d;
+    train::Adam opt(m->named_parameters(), train::AdamOptions{.lr = 0.01});
+    for (int step = 0; step < 120; ++step) {
+      opt.zero_grad();
+      cross_entropy(m->forward(d.src, d.lens, d.tgt_in), d.tgt_out, {.ignore_index = 0}).backward();
+      opt.step();
+    }
+    m->eval();
+    return m;
+  }();
+  return *model;
+}
+
+// Sources the model did not see, of several lengths, to get varied outputs.
+struct Unseen {
+  Tensor src = ids({5, 3, 8, 6, 7, 4, 3, 0, 0, 0, 6, 6, 6, 6, 6, 8, 0, 0, 0, 0}, 4);
+  Tensor lens = lengths({5, 2, 5, 1});
+};
+
+// Sum of log p(token) under teacher forcing for BOS + tokens (+ EOS when finished).
+double teacher_forced_log_prob(const models::TransformerSeq2Seq& m, const Tensor& src, const Tensor& len,
+                               const Hypothesis& h) {
+  std::vector<int64_t> in = {kBos}, out = h.tokens;
+  in.insert(in.end(), h.tokens.begin(), h.tokens.end());
+  if (h.finished) out.push_back(kEos);
+  else in.pop_back();
+  if (out.empty()) return 0;
+  autograd::NoGradGuard no_grad;
+  Tensor lp = log_softmax(m.forward(src, len, ids(in, 1)), -1);  // [1, T, V]
+  std::vector<double> v = lp.to_vector<double>();
+  double total = 0;
+  for (size_t t = 0; t < out.size(); ++t) total += v[t * lp.size(2) + out[t]];
+  return total;
+}
+
+TEST(Decode, TrainedModelReversesItsTrainingSequences) {
+  const auto& m = trained_model();
+  Data d;
+  CachedSeq2SeqDecoder dec(m);
+  std::vector<Hypothesis> got = greedy_decode(dec, d.src, d.lens, {.bos_id = kBos, .eos_id = kEos, .max_len = 10});
+  std::vector<std::vector<int64_t>> want = {{6, 5, 4, 3}, {5, 6}, {3, 4, 4}, {7, 8}};
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].tokens, want[i]) << "source " << i;
+    EXPECT_TRUE(got[i].finished);
+  }
+}
+
+TEST(Decode, GreedyCachedEqualsRecomputed) {
+  const auto& m = trained_model();
+  Unseen u;
+  CachedSeq2SeqDecoder cached(m);
+  RecomputeSeq2SeqDecoder full(m);
+  GreedyOptions go{.bos_id = kBos, .eos_id = kEos, .max_len = 7};
+  std::vector<Hypothesis> a = greedy_decode(cached, u.src, u.lens, go), b = greedy_decode(full, u.src, u.lens, go);
+  ASSERT_EQ(a.size(), 4u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+    EXPECT_EQ(a[i].finished, b[i].finished) << i;
+    EXPECT_NEAR(a[i].log_prob, b[i].log_prob, 1e-5) << i;
+    Tensor one_src = u.src.raw_slice(0, i, i + 1), one_len = u.lens.raw_slice(0, i, i + 1);
+    EXPECT_NEAR(a[i].log_prob, teacher_forced_log_prob(m, one_src, one_len, a[i]), 1e-5) << i;
+  }
+}
+
+TEST(Decode, BeamCachedEqualsRecomputedAndScoresAreConsistent) {
+  const auto& m = trained_model();
+  Unseen u;
+  for (double alpha : {0.0, 0.6}) {
+    BeamOptions bo{.beam_size = 3, .alpha = alpha, .nbest = 3, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
+    CachedSeq2SeqDecoder cached(m);
+    RecomputeSeq2SeqDecoder full(m);
+    auto a = beam_search(cached, u.src, u.lens, bo), b = beam_search(full, u.src, u.lens, bo);
+    ASSERT_EQ(a.size(), 4u);
+    for (size_t i = 0; i < a.size(); ++i) {
+      ASSERT_EQ(a[i].size(), b[i].size()) << i;
+      ASSERT_FALSE(a[i].empty());
+      EXPECT_LE(a[i].size(), 3u);
+      Tensor one_src = u.src.raw_slice(0, i, i + 1), one_len = u.lens.raw_slice(0, i, i + 1);
+      for (size_t j = 0; j < a[i].size(); ++j) {
+        const Hypothesis& h = a[i][j];
+        EXPECT_EQ(h.tokens, b[i][j].tokens) << i << "/" << j;
+        EXPECT_NEAR(h.score, b[i][j].score, 1e-5) << i << "/" << j;
+        EXPECT_NEAR(h.log_prob, teacher_forced_log_prob(m, one_src, one_len, h), 1e-5) << i << "/" << j;
+        const double len = static_cast<double>(h.tokens.size() + (h.finished ? 1 : 0));
+        EXPECT_NEAR(h.score, h.log_prob / std::pow(len, alpha), 1e-12);
+        if (j > 0) EXPECT_GE(a[i][j - 1].score, h.score);
+      }
+    }
+  }
+}
+
+TEST(Decode, BeamOfOneEqualsGreedy) {
+  const auto& m = trained_model();
+  Unseen u;
+  CachedSeq2SeqDecoder d1(m), d2(m);
+  auto g = greedy_decode(d1, u.src, u.lens, {.bos_id = kBos, .eos_id = kEos, .max_len = 6});
+  auto bs = beam_search(d2, u.src, u.lens,
+                        {.beam_size = 1, .alpha = 1.0, .nbest = 1, .bos_id = kBos, .eos_id = kEos, .max_len = 6});
+  for (size_t i = 0; i < g.size(); ++i) {
+    ASSERT_EQ(bs[i].size(), 1u);
+    EXPECT_EQ(bs[i][0].tokens, g[i].tokens) << i;
+    EXPECT_EQ(bs[i][0].finished, g[i].finished) << i;
+    EXPECT_DOUBLE_EQ(bs[i][0].log_prob, g[i].log_prob) << i;
+  }
+}
+
+TEST(Decode, BatchedEqualsOneByOne) {
+  const auto& m = trained_model();
+  Unseen u;
+  BeamOptions bo{.beam_size = 4, .alpha = 1.0, .nbest = 2, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
+  CachedSeq2SeqDecoder dec(m);
+  auto batched = beam_search(dec, u.src, u.lens, bo);
+  for (int64_t i = 0; i < 4; ++i) {
+    auto single = beam_search(dec, u.src.raw_slice(0, i, i + 1), u.lens.raw_slice(0, i, i + 1), bo);
+    ASSERT_EQ(single[0].size(), batched[i].size());
+    for (size_t j = 0; j < single[0].size(); ++j) {
+      EXPECT_EQ(single[0][j].tokens, batched[i][j].tokens);
+      EXPECT_NEAR(single[0][j].score, batched[i][j].score, 1e-5);
+    }
+  }
+  EXPECT_THROW(beam_search(dec, u.src, u.lens, {.beam_size = 2, .nbest = 3}), Error);
+}
+
+}  // namespace
+}  // namespace heed::decode

@@ -1,0 +1,36 @@
+// Feed-forward block.
+#include "heed/nn/feed_forward.h"
+
+#include "heed/ops/dropout.h"
+#include "heed/ops/elementwise.h"
+
+namespace heed::nn {
+
+Tensor activate(const Tensor& x, Activation activation) {
+  return activation == Activation::kGelu ? gelu(x) : relu(x);
+}
+
+Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear2, Activation activation,
+                    double dropout_p, bool training, uint64_t seed, uint64_t stream) {
+  Tensor h = activate(linear1.forward(x), activation);  // [..., C] -> [..., F]
+  if (training && dropout_p > 0)
+    h = dropout(h, DropoutOptions{.p = dropout_p, .training = true, .seed = seed, .stream = stream});
+  return linear2.forward(h);  // [..., F] -> [..., C]
+}
+
+FeedForward::FeedForward(const FeedForwardOptions& o) : options_(o) {
+  HEED_CHECK(o.width > 0 && o.ff_width > 0, "FeedForward: widths must be positive, got width=", o.width,
+             " ff_width=", o.ff_width);
+  HEED_CHECK(o.dropout >= 0 && o.dropout < 1, "FeedForward: dropout must be in [0, 1), got ", o.dropout);
+  linear1_ = register_module("linear1", std::make_shared<Linear>(LinearOptions{.in = o.width, .out = o.ff_width,
+                                                                                .seed = o.seed}));
+  linear2_ = register_module("linear2", std::make_shared<Linear>(LinearOptions{.in = o.ff_width, .out = o.width,
+                                                                                .seed = o.seed + 1}));
+}
+
+Tensor FeedForward::forward(const Tensor& x, uint64_t seed) const {
+  return feed_forward(x, *linear1_, *linear2_, options_.activation, options_.dropout, training(), seed,
+                      options_.stream);
+}
+
+}  // namespace heed::nn
