@@ -1,6 +1,6 @@
-// FMA peak probe: independent chains of fused multiply-adds (enough to hide the latency
-// of both FMA ports), timed per thread on its own CPU clock. Registered as Google Benchmark entries reporting
-// GFLOP/s, and used by attention_bench.cc for its fraction-of-peak counters.
+// FMA peak probe: independent chains of fused multiply-adds (enough to hide the latency of
+// both FMA ports), each thread timed on its own CPU clock. Google Benchmark entries report
+// GFLOP/s; attention_bench.cc uses it for its fraction-of-peak counters.
 #include "bench/fma_probe.h"
 
 #include <benchmark/benchmark.h>

@@ -9,20 +9,6 @@
 
 namespace heed {
 
-namespace {
-
-// Position of flat index `flat` in a tensor of `shape`, as "[i, j, ...]".
-std::string position_str(const Shape& shape, int64_t flat) {
-  Shape idx(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(idx);
-}
-
-}  // namespace
-
 Tensor embedding(const Tensor& weight, const Tensor& indices, int64_t padding_idx) {
   HEED_CHECK(weight.defined() && weight.dim() == 2 && (weight.dtype() == DType::kF32 || weight.dtype() == DType::kF64),
              "embedding: weight must be a f32 or f64 [V, C] table, got ", weight.str());

@@ -8,19 +8,6 @@
 
 namespace heed {
 
-namespace {
-
-std::string position_str(const Shape& shape, int64_t flat) {
-  Shape idx(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  return shape_str(idx);
-}
-
-}  // namespace
-
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options) {
   HEED_CHECK(logits.defined() && (logits.dtype() == DType::kF32 || logits.dtype() == DType::kF64),
              "cross_entropy: logits must be f32 or f64, got ", logits.str());

@@ -21,6 +21,15 @@ std::string shape_str(std::span<const int64_t> shape) {
   return s + "]";
 }
 
+std::string position_str(std::span<const int64_t> shape, int64_t flat) {
+  Shape idx(shape.size());
+  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
+    idx[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  return shape_str(idx);
+}
+
 int64_t shape_numel(std::span<const int64_t> shape) {
   int64_t n = 1;
   for (int64_t d : shape) n *= d;

@@ -19,6 +19,8 @@ namespace heed {
 using Shape = std::vector<int64_t>;
 
 std::string shape_str(std::span<const int64_t> shape);
+// The multi-index of row-major flat index `flat` in `shape`, as "[i, j, ...]" (for messages).
+std::string position_str(std::span<const int64_t> shape, int64_t flat);
 int64_t shape_numel(std::span<const int64_t> shape);
 // Strides of a contiguous (row-major) tensor of this shape, in elements.
 Shape contiguous_strides(std::span<const int64_t> shape);

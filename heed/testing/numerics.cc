@@ -10,16 +10,6 @@
 
 namespace heed::testing {
 
-namespace {
-std::string index_str(const Shape& shape, int64_t flat) {
-  Shape idx(shape.size());
-  for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-    idx[d] = shape[d] ? flat % shape[d] : 0;
-    flat = shape[d] ? flat / shape[d] : 0;
-  }
-  return shape_str(idx);
-}
-}  // namespace
 
 ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& expected, Tol tol) {
   if (actual.shape() != expected.shape())
@@ -40,7 +30,7 @@ std::string index_str(const Shape& shape, int64_t flat) {
     }
   }
   if (worst < 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "worst element " << index_str(actual.shape(), worst) << ": actual "
+  return ::testing::AssertionFailure() << "worst element " << position_str(actual.shape(), worst) << ": actual "
                                        << a[worst] << " expected " << e[worst] << " (|diff| "
                                        << std::abs(a[worst] - e[worst]) << ", atol " << tol.atol << ", rtol "
                                        << tol.rtol << ")";
@@ -56,7 +46,7 @@ std::string index_str(const Shape& shape, int64_t flat) {
   for (size_t i = 0; i < bytes; ++i)
     if (pa[i] != pb[i]) {
       int64_t el = static_cast<int64_t>(i / dtype_size(a.dtype()));
-      return ::testing::AssertionFailure() << "first differing element " << index_str(a.shape(), el) << ": "
+      return ::testing::AssertionFailure() << "first differing element " << position_str(a.shape(), el) << ": "
                                            << a.to_vector<double>()[el] << " vs " << b.to_vector<double>()[el];
     }
   return ::testing::AssertionSuccess();
@@ -111,7 +101,7 @@ Tensor rand_param(const Shape& shape, uint64_t seed, DType dtype) {
     if (!(rel <= max_rel))
       return ::testing::AssertionFailure() << "gradcheck: input " << k << " " << x.str() << " relative error "
                                            << rel << " > " << max_rel << "; worst element "
-                                           << index_str(x.shape(), static_cast<int64_t>(worst)) << ": analytic "
+                                           << position_str(x.shape(), static_cast<int64_t>(worst)) << ": analytic "
                                            << ga[worst] << " numeric " << gn[worst];
   }
   return ::testing::AssertionSuccess();

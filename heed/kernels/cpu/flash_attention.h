@@ -38,7 +38,8 @@ enum class FlashGemm : uint8_t { kMicroKernel, kBlas };
 
 // Reusable 64-byte aligned scratch memory. A kernel call asks for all it needs at once
 // (per-thread block buffers plus O(T) row statistics, never O(T x S)); the block is kept
-// and reused by later calls, since first touches of fresh pages are slow.
+// and reused by later calls, since first touches of fresh pages are slow. One workspace
+// must not serve two calls at the same time.
 class FlashWorkspace {
  public:
   FlashWorkspace() = default;
@@ -151,7 +152,10 @@ void flash_attention_forward(const FlashParams& params);
 
 // Gradients of the forward above. Needs params.out and (softmax) params.lse from the
 // forward with the same inputs; dropout is replayed from the same seed and stream.
-// Deterministic and independent of the number of threads.
+// Deterministic and independent of the number of threads. The backward always computes in
+// fp32 (params.precision is ignored); after a bf16 forward, out and lse carry bf16 error.
+// grad_k and grad_v are accumulated in place when their rows are unit-stride (no extra
+// memory); otherwise an [S, D] buffer per thread is used.
 void flash_attention_backward(const FlashParams& params, const FlashGrads& grads);
 
 // The exact attention weights (before dropout) of the requested heads and query rows,

@@ -1,5 +1,5 @@
 // The AVX-512 build of the fused attention kernels (flash_attention_impl.h with 16-lane
-// vectors), plus the BF16 block products (vdpbf16ps) of FlashPrecision::kBF16.
+// vectors), plus the BF16 block products of FlashPrecision::kBF16 (vdpbf16ps or AMX tiles).
 #include "heed/kernels/cpu/vec_avx512.h"
 
 #define HEED_FLASH_NS flash_avx512
@@ -23,6 +23,8 @@ struct Cfg {
 // converted (round to nearest even) per block; accumulation stays fp32.
 //   S^T [keys, rows] = K Q^T : broadcast a K pair, multiply 16 rows' Q pairs (qt16).
 //   O [rows, Dv] += P V      : broadcast a P pair, multiply 16 columns' V pairs (v16).
+// The AMX engine reads the same K rows, Q^T pairs and V pairs as tiles; only P is
+// transposed into bf16 rows for it.
 
 namespace heed::kernels::cpu::flash_avx512 {
 namespace {

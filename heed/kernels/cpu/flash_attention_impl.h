@@ -1,7 +1,6 @@
 // Internal: the fused attention algorithm, written once over a SIMD vector type `V` and a
-// tile configuration `Cfg`, compiled once per instruction set. Each includer
-// (flash_attention_{scalar,avx2,avx512}.cc) defines HEED_FLASH_NS, V and Cfg in namespace
-// heed::kernels::cpu::HEED_FLASH_NS and then includes this file once.
+// tile configuration `Cfg` and compiled once per instruction set by its includers.
+// (flash_attention_{scalar,avx2,avx512}.cc define HEED_FLASH_NS, V and Cfg, then include.)
 //
 // Layout: scores are kept transposed, S^T [keys, rows], so the softmax statistics of a
 // block are vertical vector operations (no horizontal reductions) and K is never packed:
@@ -189,6 +188,8 @@ void tile(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int
         r[m][n] = V::load(cp);
     }
   }
+  // Unrolled twice: measured +2-5% over no unrolling and over unrolling 4 times.
+#pragma GCC unroll 2
   for (int64_t k = 0; k < K; ++k) {
     Reg bv[NV];
 #pragma GCC unroll 16
