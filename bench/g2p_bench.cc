@@ -1,0 +1,89 @@
+// The G2P Transformer's speed, shaped like bench/peers/g2p_torch.py: d = 256, 4 heads, 3+3
+// post-norm layers, ff 1024, vocab 64, dropout 0.1. One Adam training step at B = 64,
+// S = T = 24 (target tokens/s), and greedy decoding of exactly 24 tokens with the key/value
+// cache at B = 1 and B = 64 (tokens/s).
+#include <benchmark/benchmark.h>
+#include <omp.h>
+
+#include "heed/decode/kv_cache.h"
+#include "heed/heed.h"
+#include "heed/models/transformer_seq2seq.h"
+#include "heed/ops/loss.h"
+#include "heed/train/optimizer.h"
+
+namespace {
+
+using heed::Tensor;
+constexpr int64_t kVocab = 64, kLen = 24;
+
+heed::models::TransformerSeq2SeqOptions g2p_options() {
+  return {.src_vocab = kVocab, .tgt_vocab = kVocab, .d_model = 256, .heads = 4, .encoder_layers = 3,
+          .decoder_layers = 3, .ff_width = 1024, .dropout = 0.1, .norm_first = false,
+          .tie = heed::models::TieEmbeddings::kNone, .seed = 1};
+}
+
+// Deterministic token ids in [3, 63): no padding, no special tokens.
+Tensor tokens(int64_t b, int64_t t, int64_t mult) {
+  Tensor x = Tensor::empty({b, t}, heed::DType::kI64);  // [B, T]
+  for (int64_t i = 0; i < b * t; ++i) x.data<int64_t>()[i] = 3 + (i * mult) % (kVocab - 4);
+  return x;
+}
+
+void shape_counters(benchmark::State& state, int64_t b, int64_t t) {
+  state.counters["B"] = b;
+  state.counters["S"] = kLen;
+  state.counters["T"] = t;
+  state.counters["omp_threads"] = omp_get_max_threads();
+}
+
+void BM_G2pTrainStep(benchmark::State& state) {
+  const int64_t b = 64;
+  heed::models::TransformerSeq2Seq model(g2p_options());
+  model.train();
+  Tensor src = tokens(b, kLen, 1), tgt_in = tokens(b, kLen, 7), tgt_out = tokens(b, kLen, 11);
+  Tensor lengths = Tensor::full({b}, kLen, heed::DType::kI64);
+  heed::train::Adam adam(model.named_parameters(), {.lr = 1e-4});
+  uint64_t step = 0;
+  for (auto _ : state) {
+    adam.zero_grad();
+    Tensor logits = model.forward(src, lengths, tgt_in, ++step);  // [B, T, V]
+    Tensor loss = heed::cross_entropy(logits, tgt_out, {.label_smoothing = 0.1});
+    loss.backward();
+    adam.step();
+  }
+  shape_counters(state, b, kLen);
+  state.counters["target_tokens/s"] =
+      benchmark::Counter(static_cast<double>(b * kLen), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_G2pGreedyDecode(benchmark::State& state) {
+  const int64_t b = state.range(0);
+  heed::models::TransformerSeq2Seq model(g2p_options());
+  model.eval();
+  Tensor src = tokens(b, kLen, 1), lengths = Tensor::full({b}, kLen, heed::DType::kI64);
+  heed::autograd::NoGradGuard no_grad;
+  for (auto _ : state) {
+    heed::decode::CachedSeq2SeqDecoder decoder(model);
+    decoder.start(src, lengths, kLen);
+    Tensor next = Tensor::full({b}, 1, heed::DType::kI64);  // BOS
+    for (int64_t t = 0; t < kLen; ++t) {  // exactly 24 steps, no early stop (as the peer)
+      Tensor logp = decoder.step(next);  // [B, V]
+      const float* p = logp.raw_contiguous().data<float>();
+      for (int64_t i = 0; i < b; ++i) {
+        int64_t best = 0;
+        for (int64_t v = 1; v < kVocab; ++v)
+          if (p[i * kVocab + v] > p[i * kVocab + best]) best = v;
+        next.data<int64_t>()[i] = best;
+      }
+    }
+    benchmark::DoNotOptimize(next.raw_data());
+  }
+  shape_counters(state, b, kLen);
+  state.counters["tokens/s"] =
+      benchmark::Counter(static_cast<double>(b * kLen), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+BENCHMARK(BM_G2pTrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_G2pGreedyDecode)->ArgNames({"B"})->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
