@@ -16,6 +16,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import sys
 
 import torch
@@ -177,7 +178,7 @@ def run_cases(cases, reps, budget_s, out=sys.stdout):
         flops = case_flops(c)
         rec.update({"ms": round(best * 1e3, 3), "gflops": round(flops / best / 1e9, 2),
                     "peak_extra_mib": None if peak is None else round(peak, 1),
-                    "flops": flops, "reps": n})
+                    "flops": flops, "reps": n, "load1": round(os.getloadavg()[0], 2)})
         peerlib.emit(rec, out)
 
 

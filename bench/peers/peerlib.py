@@ -117,8 +117,10 @@ def mem_available_bytes():
 def time_min(fn, reps, budget_s, warmup=1, min_warm_s=0.2, probe=None, before=None):
     """Runs fn() `warmup` times (more while under min_warm_s), then up to `reps` timed calls,
     stopping early once the timed calls together passed budget_s (but never before one).
-    `before` runs untimed before each call (e.g. dropping old gradients).
-    Returns (min seconds, number of timed calls, max extra MiB or None)."""
+    `before` runs untimed before each call (e.g. dropping old gradients). With a PeakRss
+    `probe`, one more untimed call measures the peak extra memory, so that the probe's
+    malloc_trim never makes a timed call pay page faults it would not otherwise pay.
+    Returns (min seconds, number of timed calls, extra MiB or None)."""
     t_warm = time.perf_counter()
     done = 0
     while done < warmup or (time.perf_counter() - t_warm < min_warm_s and done < 50):
@@ -129,24 +131,24 @@ def time_min(fn, reps, budget_s, warmup=1, min_warm_s=0.2, probe=None, before=No
     best = float("inf")
     spent = 0.0
     n = 0
-    peak = None
     while n < reps:
         if before:
             before()
-        if probe:
-            probe.start()
         t0 = time.perf_counter()
         fn()
         dt = time.perf_counter() - t0
-        if probe:
-            m = probe.stop_mib()
-            if m is not None:
-                peak = m if peak is None else max(peak, m)
         best = min(best, dt)
         spent += dt
         n += 1
         if spent >= budget_s:
             break
+    peak = None
+    if probe is not None and probe.ok:
+        if before:
+            before()
+        probe.start()
+        fn()
+        peak = probe.stop_mib()
     return best, n, peak
 
 
@@ -195,6 +197,7 @@ def meta_record(torch, script, argv):
            "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
     rec.update(torch_facts(torch))
     rec["machine"] = lscpu_facts()
+    rec["loadavg"] = list(os.getloadavg())
     return rec
 
 
