@@ -156,7 +156,7 @@ def build(c):
 # ---------------------------------------------------------------------------
 
 
-def run_cases(cases, reps, budget_s, out=sys.stdout):
+def run_cases(cases, reps, budget_s, quiet_wait_s, out=sys.stdout):
     probe = peerlib.PeakRss()
     for c in sorted(cases, key=lambda c: c["threads"]):
         torch.set_num_threads(c["threads"])
@@ -170,7 +170,10 @@ def run_cases(cases, reps, budget_s, out=sys.stdout):
             continue
         try:
             fn, before = build(c)
-            best, n, peak = peerlib.time_min(fn, reps=reps, budget_s=budget_s, probe=probe, before=before)
+            if quiet_wait_s > 0:
+                peerlib.wait_for_quiet(quiet_wait_s)
+            best, n, peak, others = peerlib.time_min(fn, reps=reps, budget_s=budget_s, probe=probe,
+                                                     before=before)
         except RuntimeError as e:  # e.g. out of memory inside torch
             rec["skipped"] = f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"
             peerlib.emit(rec, out)
@@ -178,7 +181,8 @@ def run_cases(cases, reps, budget_s, out=sys.stdout):
         flops = case_flops(c)
         rec.update({"ms": round(best * 1e3, 3), "gflops": round(flops / best / 1e9, 2),
                     "peak_extra_mib": None if peak is None else round(peak, 1),
-                    "flops": flops, "reps": n, "load1": round(os.getloadavg()[0], 2)})
+                    "flops": flops, "reps": n, "others_cores": None if others is None else round(others, 2),
+                    "load1": round(os.getloadavg()[0], 2)})
         peerlib.emit(rec, out)
 
 
@@ -198,6 +202,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="timed calls at most; the minimum is reported")
     ap.add_argument("--budget", type=float, default=4.0,
                     help="seconds of timed calls per case after which no further call starts (default 4)")
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each case wait up to this many seconds for other processes to use "
+                    "under 0.3 cores (default 0: do not wait)")
     args = ap.parse_args()
 
     if args.spec:
@@ -222,7 +229,7 @@ def main():
         ap.error(f"unknown impl {bad[0]!r}; expected one of {', '.join(IMPLS)}")
 
     peerlib.emit(peerlib.meta_record(torch, "attention_torch.py", sys.argv[1:]))
-    run_cases(cases, args.reps, args.budget)
+    run_cases(cases, args.reps, args.budget, args.quiet_wait)
 
 
 if __name__ == "__main__":

@@ -90,17 +90,22 @@ def log(msg):
 # heed side
 
 
-def run_heed(binary, extra, threads_list):
+def run_heed(binary, extra, threads_list, quiet_wait):
     """Runs the binary with --benchmark_format=json once per thread count (OMP_NUM_THREADS and
     HEED_NUM_THREADS set), unless its results carry an omp_threads counter themselves, in which
     case one run is enough. Returns (list of (threads, benchmark dict), context, commands)."""
-    out, commands, context = [], [], {}
+    out, commands, context, others = [], [], {}, []
+    meter = peerlib.CpuMeter()
     for t in threads_list:
         env = dict(os.environ, OMP_NUM_THREADS=str(t), HEED_NUM_THREADS=str(t))
         cmd = [binary, "--benchmark_format=json"] + extra
         commands.append(f"OMP_NUM_THREADS={t} HEED_NUM_THREADS={t} " + shlex.join(cmd))
+        if quiet_wait > 0:
+            peerlib.wait_for_quiet(quiet_wait)
         log("running " + commands[-1])
+        meter.start()
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        others.append(meter.stop())
         if proc.returncode != 0:
             sys.exit(f"compare.py: {binary} exited with {proc.returncode}")
         doc = json.loads(proc.stdout)
@@ -109,7 +114,7 @@ def run_heed(binary, extra, threads_list):
         out += [(t, b) for b in benches]
         if any("omp_threads" in b for b in benches):
             break
-    return out, context, commands
+    return out, context, commands, others
 
 
 def pick_runs(pairs):
@@ -199,7 +204,7 @@ def case_key(c):
     return (c["impl"], c["B"], c["H"], c["L"], c["D"], bool(c["causal"]), c["pass"], c["threads"], c["dtype"])
 
 
-def run_peers(rows, python, reps, budget, spec_dir):
+def run_peers(rows, python, reps, budget, quiet_wait, spec_dir):
     """Runs every peer case the rows need, once each; fills torch_s / torch_rate into the rows."""
     commands, metas = [], []
     cases = {}
@@ -212,7 +217,8 @@ def run_peers(rows, python, reps, budget, spec_dir):
         with open(spec, "w") as f:
             json.dump(list(cases.values()), f)
         recs, cmd = run_peer(python, "attention_torch.py",
-                             ["--spec", spec, "--reps", str(reps), "--budget", str(budget)])
+                             ["--spec", spec, "--reps", str(reps), "--budget", str(budget),
+                              "--quiet-wait", str(quiet_wait)])
         commands.append(cmd)
         metas += [x for x in recs if x.get("record") == "meta"]
         for x in recs:
@@ -224,7 +230,8 @@ def run_peers(rows, python, reps, budget, spec_dir):
             model = tuple(sorted(r["model"].items()))
             g2p_groups.setdefault((r["kind"], r["threads"], r["S"], r["T"], model), set()).add(r["B"])
     for (kind, threads, S, T, model), batches in sorted(g2p_groups.items()):
-        args = ["--threads", str(threads), "--src-len", str(S), "--reps", str(reps), "--budget", str(budget)]
+        args = ["--threads", str(threads), "--src-len", str(S), "--reps", str(reps), "--budget", str(budget),
+                "--quiet-wait", str(quiet_wait)]
         for k, v in model:
             args += [G2P_MODEL_COUNTERS[k], str(int(v))]
         if kind == "g2p_train":
@@ -265,9 +272,10 @@ def fmt(x, digits=1):
     return "-" if x is None else f"{x:,.{digits}f}"
 
 
-def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selftest, loads):
+def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selftest, loads, heed_others):
     m = peerlib.lscpu_facts()
     meta = metas[0] if metas else {}
+    others = [r["torch"]["others_cores"] for r in rows if r.get("torch") and r["torch"].get("others_cores") is not None]
     lines = ["# heed vs PyTorch, side by side", ""]
     if selftest:
         lines += ["**SELFTEST: the heed numbers below are invented (canned JSON); only the torch "
@@ -278,6 +286,9 @@ def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selfte
         f"{m.get('cores_per_socket')} cores x {m.get('threads_per_core')} threads), "
         f"SIMD: {' '.join(m.get('simd', []))}",
         f"- load average (1 min) at start / end: {loads[0]:.2f} / {loads[1]:.2f}",
+        f"- CPU used by other processes (cores): during the heed runs "
+        f"{', '.join(fmt(x, 2) for x in heed_others) or '-'}; during the torch cases "
+        f"{fmt(max(others) if others else None, 2)} at most",
         f"- torch: {meta.get('torch', '?')} (CPU capability {meta.get('cpu_capability', '?')}, "
         f"BLAS {meta.get('blas', '?')}, Python {meta.get('python', '?')})",
         f"- heed: {context.get('executable', '?')}, Google Benchmark build type "
@@ -376,6 +387,9 @@ def main():
     ap.add_argument("--reps", type=int, default=5, help="peer: timed calls at most per case")
     ap.add_argument("--budget", type=float, default=4.0, help="peer: seconds of timed calls per case")
     ap.add_argument("--raw", help="also write heed's and torch's raw results as JSON here")
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each heed run and each torch case, wait up to this many seconds for other "
+                    "processes to use under 0.3 cores (default 0: do not wait)")
     ap.epilog = "Arguments after -- go to the heed binary (e.g. -- --benchmark_filter=Attention)."
     own, extra = (sys.argv[1:], [])
     if "--" in own:
@@ -387,7 +401,7 @@ def main():
 
     loads = [os.getloadavg()[0]]
     threads_list = peerlib.parse_int_list(args.threads)
-    heed_cmds = []
+    heed_cmds, heed_others = [], []
     if args.selftest:
         doc = SELFTEST_JSON
         pairs = [(1, b) for b in doc["benchmarks"]]
@@ -400,15 +414,15 @@ def main():
         context = doc.get("context", {})
         heed_cmds = [f"(saved results {args.heed_json})"]
     elif args.binary:
-        pairs, context, heed_cmds = run_heed(args.binary, args.extra, threads_list)
+        pairs, context, heed_cmds, heed_others = run_heed(args.binary, args.extra, threads_list, args.quiet_wait)
     else:
         ap.error("give a heed benchmark binary, --heed-json FILE or --selftest")
 
     rows, unmatched = heed_rows(pairs)
     with tempfile.TemporaryDirectory() as tmp:
-        peer_cmds, metas = run_peers(rows, args.python, args.reps, args.budget, tmp)
+        peer_cmds, metas = run_peers(rows, args.python, args.reps, args.budget, args.quiet_wait, tmp)
     loads.append(os.getloadavg()[0])
-    text = markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, args.selftest, loads)
+    text = markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, args.selftest, loads, heed_others)
     print(text)
     if args.out:
         with open(args.out, "w") as f:

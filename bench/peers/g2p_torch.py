@@ -76,12 +76,14 @@ def bench_train(model, a, threads, gen):
         loss.backward()
         opt.step()
 
-    best, n, peak = peerlib.time_min(step, reps=a.reps, budget_s=a.budget, warmup=3, probe=a.probe)
+    if a.quiet_wait > 0:
+        peerlib.wait_for_quiet(a.quiet_wait)
+    best, n, peak, others = peerlib.time_min(step, reps=a.reps, budget_s=a.budget, warmup=3, probe=a.probe)
     tokens = B * a.tgt_len
     return {"name": "torch.g2p_train_step", "B": B, "S": a.src_len, "T": a.tgt_len, "threads": threads,
             "ms": round(best * 1e3, 3), "target_tokens_per_s": round(tokens / best, 1),
             "peak_extra_mib": None if peak is None else round(peak, 1), "reps": n,
-            "load1": round(os.getloadavg()[0], 2)}
+            "others_cores": None if others is None else round(others, 2), "load1": round(os.getloadavg()[0], 2)}
 
 
 def bench_greedy(model, a, batch, threads, gen):
@@ -100,12 +102,14 @@ def bench_greedy(model, a, batch, threads, gen):
                 ys = torch.cat([ys, nxt], dim=1)  # [B, t+1]
         return ys
 
-    best, n, peak = peerlib.time_min(decode, reps=a.reps, budget_s=a.budget, warmup=2, probe=a.probe)
+    if a.quiet_wait > 0:
+        peerlib.wait_for_quiet(a.quiet_wait)
+    best, n, peak, others = peerlib.time_min(decode, reps=a.reps, budget_s=a.budget, warmup=2, probe=a.probe)
     tokens = batch * a.decode_steps
     return {"name": "torch.g2p_greedy", "B": batch, "S": a.src_len, "T": a.decode_steps, "threads": threads,
             "kv_cache": False, "ms": round(best * 1e3, 3), "tokens_per_s": round(tokens / best, 1),
             "peak_extra_mib": None if peak is None else round(peak, 1), "reps": n,
-            "load1": round(os.getloadavg()[0], 2)}
+            "others_cores": None if others is None else round(others, 2), "load1": round(os.getloadavg()[0], 2)}
 
 
 def main():
@@ -129,6 +133,9 @@ def main():
     ap.add_argument("--reps", type=int, default=10, help="timed runs at most; the minimum is reported")
     ap.add_argument("--budget", type=float, default=8.0, help="seconds of timed runs per measurement")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--quiet-wait", type=float, default=0.0,
+                    help="before each measurement wait up to this many seconds for other processes to "
+                    "use under 0.3 cores (default 0: do not wait)")
     a = ap.parse_args()
     a.probe = peerlib.PeakRss()
 

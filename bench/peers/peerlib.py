@@ -111,6 +111,70 @@ def mem_available_bytes():
 
 
 # ---------------------------------------------------------------------------
+# contention: how much CPU other processes used while we measured
+
+
+def _busy_jiffies():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal: busy = all but idle and iowait
+    return sum(v[:8]) - v[3] - v[4]
+
+
+def _own_jiffies():
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # utime + stime of all threads, cutime + cstime of children waited for (a benchmark binary)
+    return int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+
+
+class CpuMeter:
+    """Cores' worth of CPU time that other processes used between start() and stop():
+    (all busy CPU time - CPU time of this process and its finished children) / wall time,
+    from /proc/stat and /proc/self/stat. 0 on a quiet machine; 1.0 means other processes
+    kept one core busy."""
+
+    def __init__(self):
+        self.hz = os.sysconf("SC_CLK_TCK")
+        try:
+            _busy_jiffies(), _own_jiffies()
+            self.ok = True
+        except (OSError, ValueError, IndexError):
+            self.ok = False
+
+    def start(self):
+        if self.ok:
+            self._t, self._busy, self._own = time.perf_counter(), _busy_jiffies(), _own_jiffies()
+
+    def stop(self, min_window_s=1.0):
+        """Others' use in cores; waits until the window is min_window_s long, since /proc/stat
+        counts in clock ticks (10 ms) and a shorter window would be mostly rounding."""
+        if not self.ok:
+            return None
+        rest = min_window_s - (time.perf_counter() - self._t)
+        if rest > 0:
+            time.sleep(rest)
+        wall = time.perf_counter() - self._t
+        others = (_busy_jiffies() - self._busy) - (_own_jiffies() - self._own)
+        return max(0.0, others / self.hz / wall) if wall > 0 else None
+
+
+def wait_for_quiet(max_wait_s, threshold=0.3, sample_s=1.0):
+    """Waits (at most max_wait_s) until other processes use under `threshold` cores over a
+    sample_s window. Returns the last measured use of others, in cores."""
+    meter = CpuMeter()
+    if not meter.ok:
+        return None
+    deadline = time.perf_counter() + max_wait_s
+    while True:
+        meter.start()
+        time.sleep(sample_s)
+        others = meter.stop(min_window_s=sample_s)
+        if others < threshold or time.perf_counter() >= deadline:
+            return others
+
+
+# ---------------------------------------------------------------------------
 # timing: warm-up, then min of N, capped by a time budget
 
 
@@ -120,7 +184,10 @@ def time_min(fn, reps, budget_s, warmup=1, min_warm_s=0.2, probe=None, before=No
     `before` runs untimed before each call (e.g. dropping old gradients). With a PeakRss
     `probe`, one more untimed call measures the peak extra memory, so that the probe's
     malloc_trim never makes a timed call pay page faults it would not otherwise pay.
-    Returns (min seconds, number of timed calls, extra MiB or None)."""
+    Returns (min seconds, number of timed calls, extra MiB or None, others' CPU use in
+    cores during the warm-up and timed calls, a window of at least 1 s, or None)."""
+    meter = CpuMeter()
+    meter.start()
     t_warm = time.perf_counter()
     done = 0
     while done < warmup or (time.perf_counter() - t_warm < min_warm_s and done < 50):
@@ -142,6 +209,7 @@ def time_min(fn, reps, budget_s, warmup=1, min_warm_s=0.2, probe=None, before=No
         n += 1
         if spent >= budget_s:
             break
+    others = meter.stop()
     peak = None
     if probe is not None and probe.ok:
         if before:
@@ -149,7 +217,7 @@ def time_min(fn, reps, budget_s, warmup=1, min_warm_s=0.2, probe=None, before=No
         probe.start()
         fn()
         peak = probe.stop_mib()
-    return best, n, peak
+    return best, n, peak, others
 
 
 # ---------------------------------------------------------------------------
