@@ -122,6 +122,9 @@ def pick_runs(pairs):
     as the peer reports a minimum), or the median aggregate where only aggregates were reported."""
     best = {}
     for t, b in pairs:
+        if b.get("error_occurred"):
+            log(f"skipping {b['name']}: {b.get('error_message', 'error')}")
+            continue
         key = (b.get("run_name", b["name"]), int(b.get("omp_threads", t)))
         kind = b.get("run_type", "iteration")
         if kind == "aggregate" and b.get("aggregate_name") != "median":
