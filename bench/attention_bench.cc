@@ -162,6 +162,15 @@ void BM_FlashAttention(benchmark::State& state) {
   state.counters["peak_frac"] = cpu_gflops / peak;
   if (bf16) state.counters["bf16_peak_frac"] = cpu_gflops / bf16_peak;
   state.counters["scratch_MiB"] = static_cast<double>(scratch) / (1 << 20);
+  // Shape counters read by bench/peers/compare.py to find the PyTorch peer case.
+  state.counters["B"] = static_cast<double>(B);
+  state.counters["H"] = static_cast<double>(H);
+  state.counters["L"] = static_cast<double>(L);
+  state.counters["D"] = static_cast<double>(D);
+  state.counters["causal"] = causal;
+  state.counters["pass"] = backward;
+  state.counters["bf16"] = bf16;
+  state.counters["omp_threads"] = threads;
   omp_set_num_threads(2);
 }
 
