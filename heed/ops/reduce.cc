@@ -96,7 +96,7 @@ Tensor max(const Tensor& x, int64_t dim, bool keepdim) {
     const int64_t n = x.size(d), sd = x.stride(d);
     Shape ostrides = contiguous_strides(p.keep_shape);
     for_each_strided2(first.shape(), first.strides(), ostrides, [&](int64_t ix, int64_t io) {
-      const T* row = px + (ix + first.offset() - x.offset());
+      const T* row = px + ix;  // first starts where x does
       T best = row[0];
       int64_t at = 0;
       for (int64_t j = 1; j < n; ++j) {

@@ -450,6 +450,22 @@ void sigmoid_block(float* st, int64_t Bn, int Rp) {
   }
 }
 
+// Scores -> weights in place, block [Bn, Rp]: sigmoid, or P = 2^(z - lse2) with the saved
+// per-row log2-sum-exp (backward and weights-from-lse both recompute P this way).
+void weights_from_scores(const Ctx& c, float* st, const float* lse2, int64_t Bn, int Rp) {
+  if (c.sigmoid) {
+    sigmoid_block(st, Bn, Rp);
+    return;
+  }
+  for (int iv = 0; iv < Rp; iv += kW) {
+    const Reg l2 = V::load(lse2 + iv);
+    for (int64_t jj = 0; jj < Bn; ++jj) {
+      float* p = st + jj * Rp + iv;
+      V::store(p, V::exp2_nonpositive(V::sub(V::load(p), l2)));
+    }
+  }
+}
+
 // Multiplies weight (jj, r) by keep/(1-p) per the Philox rule of FlashDropout.
 void dropout_block(const Ctx& c, const Rows& rows, int64_t b, int64_t j0, int64_t Bn,
                    uint8_t* keep, float* st, float* pd_out, float* dp) {
@@ -958,17 +974,7 @@ const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float*
   else
     gemm(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
   if (partial) apply_masks(c, rows, b, j0, Bn, s.st);
-  if (c.sigmoid) {
-    sigmoid_block(s.st, Bn, Rp);
-  } else {
-    for (int iv = 0; iv < Rp; iv += kW) {
-      const Reg l2 = V::load(s.lse2 + iv);
-      for (int64_t jj = 0; jj < Bn; ++jj) {
-        float* p = s.st + jj * Rp + iv;
-        V::store(p, V::exp2_nonpositive(V::sub(V::load(p), l2)));
-      }
-    }
-  }
+  weights_from_scores(c, s.st, s.lse2, Bn, Rp);
   if (partial)
     gemm_cols(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp,
               ranges.row_lo, ranges.row_hi, 0.0f);
@@ -1211,17 +1217,7 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
         if (cover == Cover::kNone) continue;
         gemm(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
         if (cover == Cover::kPartial) apply_masks(c, rows, b, j0, Bn, s.st);
-        if (c.sigmoid) {
-          sigmoid_block(s.st, Bn, Rp);
-        } else {
-          for (int iv = 0; iv < Rp; iv += kW) {
-            const Reg l2 = V::load(s.lse2 + iv);
-            for (int64_t jj = 0; jj < Bn; ++jj) {
-              float* pp = s.st + jj * Rp + iv;
-              V::store(pp, V::exp2_nonpositive(V::sub(V::load(pp), l2)));
-            }
-          }
-        }
+        weights_from_scores(c, s.st, s.lse2, Bn, Rp);
         for (int r = 0; r < R; ++r)
           for (int64_t jj = 0; jj < Bn; ++jj) out[r * c.S + j0 + jj] = s.st[jj * Rp + r];
       }
