@@ -1,6 +1,5 @@
 // The `heed` command-line tool: train / eval / predict for grapheme-to-phoneme models.
 // Every heed::Error reaching main is printed as one line and exits with status 1.
-#include <malloc.h>
 #include <omp.h>
 
 #include <cmath>
@@ -188,13 +187,6 @@ int run_predict(const PredictArgs& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
-#ifdef __GLIBC__
-  // Keep freed tensor buffers in the heap instead of returning them to the kernel: a training
-  // step frees and reallocates the same sizes every step, and each fresh mmap'd buffer costs a
-  // page fault per 4 KiB on first touch (measured: 3-10 % of a G2P training step).
-  mallopt(M_MMAP_THRESHOLD, 512 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-#endif
   CLI::App app{"heed: attention-based neural networks (grapheme-to-phoneme: train, eval, predict)", "heed"};
   app.require_subcommand(1);
 

@@ -3,9 +3,12 @@
 // (words i % 4 of block i / 4, exactly as heed::random::uniform draws them).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 #include "heed/kernels/cpu/elementwise.h"
+#include "heed/kernels/cpu/philox.h"
 #include "heed/tensor/random.h"
 
 namespace heed::kernels::cpu {
@@ -17,23 +20,25 @@ struct DropoutParams {
 };
 
 // y[i] = keep(i) ? x[i] * scale : 0 for i < n. Applying it to a gradient gives the backward.
+// Words come from philox_words (16 blocks per AVX-512 pass) in chunks of kDropoutChunk
+// elements; keep(i) is (word >> 8) >= threshold, the integer form of
+// float(word >> 8) / 2^24 >= p (both sides scaled by 2^24, exact in float).
+inline constexpr int64_t kDropoutChunk = 1024;  // elements; a multiple of 64
+
 template <class T>
 void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
-  const int64_t blocks = (n + 3) / 4;
   const T scale = static_cast<T>(p.scale);
+  const float scaled = p.p * 16777216.0f;  // exact: a power-of-two scaling
+  const uint32_t threshold = scaled <= 0 ? 0u : static_cast<uint32_t>(std::ceil(scaled));
+  const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t blk = 0; blk < blocks; ++blk) {
-    const uint64_t ub = static_cast<uint64_t>(blk);
-    uint32_t c[4] = {static_cast<uint32_t>(ub), static_cast<uint32_t>(ub >> 32), static_cast<uint32_t>(p.stream),
-                     static_cast<uint32_t>(p.stream >> 32)};
-    uint32_t r[4];
-    random::Philox4x32::generate(p.seed, c, r);
-    const int64_t i0 = blk * 4;
-    for (int64_t j = 0; j < 4 && i0 + j < n; ++j) {
-      const float u = static_cast<float>(r[j] >> 8) * (1.0f / 16777216.0f);
-      y[i0 + j] = u >= p.p ? x[i0 + j] * scale : T(0);
-    }
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
+    alignas(64) uint32_t words[kDropoutChunk];
+    philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
+    const T* xi = x + i0;
+    T* yi = y + i0;
+    for (int64_t j = 0; j < m; ++j) yi[j] = (words[j] >> 8) >= threshold ? xi[j] * scale : T(0);
   }
 }
-
 }  // namespace heed::kernels::cpu

@@ -6,10 +6,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <new>
 
 #include "heed/kernels/cpu/flash_attention_isa.h"
+#include "heed/kernels/cpu/philox.h"
 #include "heed/tensor/error.h"
 #include "heed/tensor/random.h"
 
@@ -42,8 +45,18 @@ FlashWorkspace& default_flash_workspace() {
 namespace flash_detail {
 void dropout_keep_mask(uint64_t seed, uint64_t stream, uint64_t index0, int64_t n, float p,
                        uint8_t* keep) {
-  for (int64_t x = 0; x < n; ++x)
-    keep[x] = heed::random::dropout_keep(seed, stream, index0 + static_cast<uint64_t>(x), p) ? 1 : 0;
+  // heed::random::dropout_keep's rule with the words drawn in bulk (see dropout_cpu.h).
+  const float scaled = p * 16777216.0f;
+  const uint32_t threshold = scaled <= 0 ? 0u : static_cast<uint32_t>(std::ceil(scaled));
+  constexpr int64_t kWords = 1024;
+  alignas(64) uint32_t words[kWords];
+  for (int64_t done = 0; done < n;) {
+    const uint64_t index = index0 + static_cast<uint64_t>(done);
+    const int64_t offset = static_cast<int64_t>(index % 4), m = std::min(n - done, kWords - offset);
+    philox_words(seed, stream, index / 4, (offset + m + 3) / 4, words);
+    for (int64_t x = 0; x < m; ++x) keep[done + x] = (words[offset + x] >> 8) >= threshold ? 1 : 0;
+    done += m;
+  }
 }
 }  // namespace flash_detail
 
