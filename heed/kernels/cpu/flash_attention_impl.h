@@ -735,6 +735,18 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
   }
 }
 
+// Threads for a kernel call: one below kSerialMacs multiply-adds (waking a sleeping team
+// costs more than such a call: decoding one token at batch 1 is ~12k), else at most one per
+// task. Every task is computed the same way by whichever thread runs it, so the team size
+// never changes the result.
+constexpr int64_t kSerialMacs = int64_t{1} << 19;
+
+int team_size(const Ctx& c, int64_t tasks, int64_t passes) {
+  const int64_t macs = c.B * c.Hq * c.T * c.S * (c.D + c.Dv) * passes;
+  if (macs < kSerialMacs || tasks <= 1) return 1;
+  return static_cast<int>(imin(omp_get_max_threads(), tasks));
+}
+
 // Decoding (T = 1): the keys of each (b, kv head) are split into chunks whose partial
 // (max, sum, output) are merged in chunk order, so the result does not depend on threads.
 // The query heads of a kv group form the rows of one block.
@@ -748,11 +760,11 @@ void forward_decode(const Ctx& c, FlashWorkspace& ws, bool bf16) {
   carve_fwd(probe, c, bf16);
   const size_t per = slice_bytes(probe.used);
   const size_t part_bytes = slice_bytes(sizeof(float) * c.B * c.Hq * n_chunks * part_stride);
-  const int nt = omp_get_max_threads();
-  char* base = static_cast<char*>(ws.reserve(part_bytes + per * nt));
-  float* parts = reinterpret_cast<float*>(base);  // [B, Hq, n_chunks, Dv + 2]
   const int64_t n_tasks = c.B * c.Hkv * row_blocks * n_chunks;
   const int64_t n_heads = c.B * c.Hq;
+  const int nt = team_size(c, n_tasks, 1);
+  char* base = static_cast<char*>(ws.reserve(part_bytes + per * nt));
+  float* parts = reinterpret_cast<float*>(base);  // [B, Hq, n_chunks, Dv + 2]
 
 #pragma omp parallel num_threads(nt)
   {
@@ -826,10 +838,10 @@ void forward_impl(const FlashParams& p, FlashWorkspace& ws) {
   Arena probe{nullptr};
   carve_fwd(probe, c, bf16);
   const size_t per = slice_bytes(probe.used);
-  const int nt = omp_get_max_threads();
-  char* base = static_cast<char*>(ws.reserve(per * nt));
   const int64_t n_qb = ceil_div(c.T, kBr);
   const int64_t n_tasks = c.B * c.Hq * n_qb;
+  const int nt = team_size(c, n_tasks, 1);
+  char* base = static_cast<char*>(ws.reserve(per * nt));
 #pragma omp parallel num_threads(nt)
   {
     const int tid = omp_get_thread_num(), team = omp_get_num_threads();
@@ -1133,10 +1145,10 @@ void backward_impl(const FlashParams& p, const FlashGrads& grads, FlashWorkspace
   carve_bwd(probe, c, g);
   const size_t per = slice_bytes(probe.used);
   const size_t di_bytes = slice_bytes(sizeof(float) * c.B * c.Hq * c.T);
-  const int nt = omp_get_max_threads();
+  const int64_t n_tasks = c.B * c.Hkv;
+  const int nt = team_size(c, n_tasks, 3);
   char* base = static_cast<char*>(ws.reserve(di_bytes + per * nt));
   float* di_all = reinterpret_cast<float*>(base);  // [B, Hq, T] rowsum(dO * O)
-  const int64_t n_tasks = c.B * c.Hkv;
   const bool mask_grad = g.dmask != nullptr && c.am != nullptr;
   const int64_t mb_n = c.ams[0] == 0 ? 1 : c.B, mh_n = c.ams[1] == 0 ? 1 : c.Hq;
   const int64_t mt_n = c.ams[2] == 0 ? 1 : ceil_div(c.T, kBr);
