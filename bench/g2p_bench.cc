@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include "heed/decode/kv_cache.h"
+#include "heed/kernels/cpu/gemm.h"
 #include "heed/heed.h"
 #include "heed/models/transformer_seq2seq.h"
 #include "heed/ops/loss.h"
@@ -83,7 +84,41 @@ void BM_G2pGreedyDecode(benchmark::State& state) {
       benchmark::Counter(static_cast<double>(b * kLen), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The floor under batch-1 decoding: every decoding step must read each decoder weight
+// matrix once (3 layers x {in_proj 768x256, out_proj, cross q and out 256x256, linear1
+// 1024x256, linear2 256x1024}: 11 MB of f32, more than the L2 caches hold). This streams
+// exactly those matrices through single-row GEMMs (heed's GEMM kernel, as a decoding step
+// does) 24 times, nothing else: a decode at B = 1 cannot be faster than this on the machine.
+void BM_G2pDecoderWeightStream(benchmark::State& state) {
+  heed::models::TransformerSeq2Seq model(g2p_options());
+  std::vector<std::pair<Tensor, int64_t>> weights;  // matrix, rows read per step
+  for (const auto& [name, t] : model.named_parameters()) {
+    if (name.rfind("decoder.layers.", 0) != 0 || t.dim() != 2) continue;
+    // Cross-attention keys/values are projected once per source: a step reads only the Q rows.
+    const bool cross_in = name.find("multihead_attn.in_proj_weight") != std::string::npos;
+    weights.emplace_back(t, cross_in ? t.size(1) : t.size(0));
+  }
+  int64_t bytes = 0;
+  for (const auto& [w, rows] : weights) bytes += rows * w.size(1) * 4;
+  Tensor x = Tensor::full({1, 1024}, 0.5), y = Tensor::empty({1, 1024});
+  for (auto _ : state) {
+    for (int64_t t = 0; t < kLen; ++t)
+      for (const auto& [w, rows] : weights) {  // y[1, rows] = x[1, in] w[:rows, in]^T
+        heed::kernels::cpu::GemmParams p{.trans_a = false, .trans_b = true, .m = 1, .n = rows, .k = w.size(1),
+                                         .lda = w.size(1), .ldb = w.size(1), .ldc = rows};
+        heed::kernels::cpu::gemm(p, x.data<float>(), w.data<float>(), y.data<float>());
+      }
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  state.counters["matrices"] = static_cast<double>(weights.size());
+  state.counters["MB_per_step"] = static_cast<double>(bytes) / 1e6;
+  state.counters["GB/s"] = benchmark::Counter(static_cast<double>(bytes * kLen),
+                                              benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["omp_threads"] = omp_get_max_threads();
+}
+
 BENCHMARK(BM_G2pTrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_G2pDecoderWeightStream)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_G2pGreedyDecode)->ArgNames({"B"})->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

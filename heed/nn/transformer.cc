@@ -2,10 +2,14 @@
 // feed-forward block, pre/post-norm residual wiring, and cached incremental decoding.
 #include "heed/nn/transformer.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 
 #include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/flash_attention.h"
+#include "heed/kernels/cpu/gemm.h"
+#include "heed/kernels/cpu/layer_norm_cpu.h"
 #include "heed/nn/positional.h"
 #include "heed/ops/attention.h"
 #include "heed/ops/dropout.h"
@@ -246,6 +250,7 @@ void TransformerDecoderLayer::start(const Tensor& memory, DecoderLayerCache& cac
 Tensor TransformerDecoderLayer::forward_cached(const Tensor& x, DecoderLayerCache& cache,
                                                const AttentionMask& memory_mask, int64_t capacity) const {
   autograd::NoGradGuard no_grad;
+  if (fused_step_applies(x, memory_mask)) return fused_step(x, cache, memory_mask, capacity);
   auto ff = [&](const Tensor& h) {
     return feed_forward(h, *linear1_, *linear2_, options_.activation, 0.0, false, 0, 0);
   };
@@ -257,6 +262,152 @@ Tensor TransformerDecoderLayer::forward_cached(const Tensor& x, DecoderLayerCach
   Tensor h = norm1_->forward(add(x, self_attn_->forward_self_cached(x, cache.self_attn, capacity)));
   h = norm2_->forward(add(h, multihead_attn_->forward_cross_cached(h, cache.cross_attn, memory_mask)));
   return norm3_->forward(add(h, ff(h)));
+}
+
+// ---------------------------------------------------------------- fused one-position step
+
+namespace {
+
+namespace kc = kernels::cpu;
+
+// y[rows, out] = x[rows, in] w[out, in]^T, then + b per row: the product and the bias sum
+// rounded as heed::linear rounds them.
+void affine(const float* x, int64_t rows, int64_t in, const Tensor& w, const Tensor& b, int64_t w_row0,
+            int64_t out, float* y) {
+  const float* wp = w.data<float>() + w_row0 * in;
+  kc::gemm(kc::GemmParams{.trans_a = false, .trans_b = true, .m = rows, .n = out, .k = in, .lda = in, .ldb = in,
+                          .ldc = out},
+           x, wp, y);
+  if (!b.defined()) return;
+  const float* bp = b.data<float>() + w_row0;
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t j = 0; j < out; ++j) y[r * out + j] += bp[j];
+}
+
+// out[b, h*D + d] = softmax(q k^T / sqrt(D)) v for one query per (b, h), over S cached
+// keys [B, H, cap, D] (cap >= S); q rows q_row apart; optional key lengths.
+void attend_one(const float* q, int64_t q_row, const Tensor& k, const Tensor& v, int64_t batch, int64_t heads,
+                int64_t keys, int64_t d, const int64_t* key_lengths, float* out) {
+  kc::FlashParams p;
+  p.batch = batch;
+  p.q_heads = p.kv_heads = heads;
+  p.q_len = 1;
+  p.kv_len = keys;
+  p.head_dim = p.v_head_dim = d;
+  p.q = q;
+  p.q_strides = {q_row, d, q_row, 1};
+  p.k = k.data<float>();
+  p.k_strides = {k.stride(0), k.stride(1), k.stride(2), k.stride(3)};
+  p.v = v.data<float>();
+  p.v_strides = {v.stride(0), v.stride(1), v.stride(2), v.stride(3)};
+  p.out = out;
+  p.out_strides = {heads * d, d, heads * d, 1};
+  p.scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  p.mask.key_lengths = key_lengths;
+  kc::flash_attention_forward(p);
+}
+
+void layer_norm_rows(const float* x, int64_t rows, int64_t n, const LayerNorm& norm, double eps, float* y,
+                     std::vector<double>& stats) {
+  stats.resize(2 * static_cast<size_t>(rows));
+  const float* w = norm.weight().defined() ? norm.weight().data<float>() : nullptr;
+  const float* bias = norm.bias().defined() ? norm.bias().data<float>() : nullptr;
+  kc::layer_norm_forward(kc::LayerNormParams{.rows = rows, .n = n, .eps = eps}, x, w, bias, y, stats.data(),
+                         stats.data() + rows);
+}
+
+bool plain_contiguous_f32(const Tensor& t) { return t.defined() && t.dtype() == DType::kF32 && t.is_contiguous(); }
+
+}  // namespace
+
+bool TransformerDecoderLayer::fused_step_applies(const Tensor& x, const AttentionMask& memory_mask) const {
+  const AttentionMask& m = memory_mask;
+  const bool lengths_only = !m.causal && m.window_left < 0 && m.window_right < 0 && !m.bool_mask.defined() &&
+                            !m.additive_mask.defined() &&
+                            (!m.key_lengths.defined() || m.key_lengths.dtype() == DType::kI64);
+  return x.defined() && x.dtype() == DType::kF32 && x.dim() == 3 && x.size(1) == 1 && !options_.rotary && lengths_only &&
+         plain_contiguous_f32(self_attn_->in_proj_weight()) && plain_contiguous_f32(multihead_attn_->in_proj_weight()) &&
+         plain_contiguous_f32(linear1_->weight()) && plain_contiguous_f32(linear2_->weight()) &&
+         plain_contiguous_f32(self_attn_->out_proj().weight()) && plain_contiguous_f32(multihead_attn_->out_proj().weight());
+}
+
+Tensor TransformerDecoderLayer::fused_step(const Tensor& x_in, DecoderLayerCache& cache,
+                                           const AttentionMask& memory_mask, int64_t capacity) const {
+  const TransformerLayerOptions& o = options_;
+  const int64_t b = x_in.size(0), c = o.width, h = o.heads, d = c / h, f = o.ff_width;
+  AttentionCache& self = cache.self_attn;
+  const int64_t past = self.length;
+  if (!self.k.defined()) {
+    self.k = Tensor::zeros({b, h, capacity, d});  // [B, H, cap, D]
+    self.v = Tensor::zeros({b, h, capacity, d});
+  }
+  HEED_CHECK(self.k.size(0) == b, "TransformerAttention: cache holds ", self.k.size(0), " sequences, input has ", b);
+  HEED_CHECK(past + 1 <= self.k.size(2), "TransformerAttention: cache capacity ", self.k.size(2),
+             " exceeded (", past, " cached + 1 new position)");
+  Tensor key_lengths = memory_mask.key_lengths.defined() ? memory_mask.key_lengths.raw_contiguous() : Tensor();
+  const int64_t* lengths = key_lengths.defined() ? key_lengths.data<int64_t>() : nullptr;
+
+  // Buffers: the running activation x and its normalised copy u [B, C], the projections
+  // qkv [B, 3C] (or q), attention output a [B, C], feed-forward hidden [B, F].
+  Tensor out = Tensor::empty({b, 1, c});  // [B, 1, C]; becomes the layer's output
+  out.copy_from(x_in);
+  std::vector<float> u(b * c), qkv(b * 3 * c), a(b * c), y(b * c), hidden(b * f);
+  std::vector<double> stats;
+  float* x = out.data<float>();
+  auto residual = [&](const float* delta, const LayerNorm& norm) {  // x = x + delta (post-norm: then normalised)
+    for (int64_t i = 0; i < b * c; ++i) x[i] += delta[i];
+    if (o.norm_first) return;
+    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u.data(), stats);
+    std::memcpy(x, u.data(), sizeof(float) * b * c);
+  };
+  auto sublayer_input = [&](const LayerNorm& norm) -> const float* {  // pre-norm: LN(x); post-norm: x
+    if (!o.norm_first) return x;
+    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u.data(), stats);
+    return u.data();
+  };
+
+  // Self-attention: project q, k, v; append k, v at position `past`; attend over past + 1 keys.
+  {
+    const float* in = sublayer_input(*norm1_);
+    const TransformerAttention& sa = *self_attn_;
+    affine(in, b, c, sa.in_proj_weight(), sa.in_proj_bias(), 0, 3 * c, qkv.data());
+    float* kc_ = self.k.data<float>();
+    float* vc_ = self.v.data<float>();
+    for (int64_t i = 0; i < b; ++i)
+      for (int64_t hh = 0; hh < h; ++hh) {
+        const int64_t at = ((i * h + hh) * capacity + past) * d;
+        std::memcpy(kc_ + at, qkv.data() + i * 3 * c + c + hh * d, sizeof(float) * d);
+        std::memcpy(vc_ + at, qkv.data() + i * 3 * c + 2 * c + hh * d, sizeof(float) * d);
+      }
+    self.length = past + 1;
+    attend_one(qkv.data(), 3 * c, self.k, self.v, b, h, past + 1, d, nullptr, a.data());
+    affine(a.data(), b, c, sa.out_proj().weight(), sa.out_proj().bias(), 0, c, y.data());
+    residual(y.data(), *norm1_);
+  }
+  // Cross-attention over the memory's keys/values, computed once in start().
+  {
+    const float* in = sublayer_input(*norm2_);
+    const TransformerAttention& ca = *multihead_attn_;
+    affine(in, b, c, ca.in_proj_weight(), ca.in_proj_bias(), 0, c, qkv.data());
+    const AttentionCache& mem = cache.cross_attn;
+    attend_one(qkv.data(), c, mem.k, mem.v, b, h, mem.k.size(2), d, lengths, a.data());
+    affine(a.data(), b, c, ca.out_proj().weight(), ca.out_proj().bias(), 0, c, y.data());
+    residual(y.data(), *norm2_);
+  }
+  // Feed-forward.
+  {
+    const float* in = sublayer_input(*norm3_);
+    affine(in, b, c, linear1_->weight(), linear1_->bias(), 0, f, hidden.data());
+    if (o.activation == Activation::kRelu) {
+      for (float& v : hidden) v = v > 0.0f ? v : 0.0f;
+    } else {
+      constexpr float kInvSqrt2 = 0.70710678118654752440f;
+      for (float& v : hidden) v = 0.5f * v * (1 + std::erf(v * kInvSqrt2));
+    }
+    affine(hidden.data(), b, f, linear2_->weight(), linear2_->bias(), 0, c, y.data());
+    residual(y.data(), *norm3_);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------- stacks

@@ -61,6 +61,10 @@ class TransformerAttention : public Module {
 
   int64_t heads() const { return options_.heads; }
   int64_t head_dim() const { return options_.width / options_.heads; }
+  const TransformerAttentionOptions& options() const { return options_; }
+  const Tensor& in_proj_weight() const { return in_proj_weight_; }  // [3C, C]: rows q, k, v
+  const Tensor& in_proj_bias() const { return in_proj_bias_; }      // [3C]
+  const Linear& out_proj() const { return *out_proj_; }
 
  private:
   // [B, T, n*C] -> n tensors [B, H, T, D] (views).
@@ -125,6 +129,12 @@ class TransformerDecoderLayer : public Module {
 
  private:
   Tensor feed_forward_block(const Tensor& x, uint64_t seed) const;
+  // forward_cached for one position (x [B, 1, C], f32), straight on the kernels: a handful
+  // of buffers per call instead of a tensor per op (decoding at batch 1 is otherwise
+  // dominated by per-op costs). Same arithmetic as the op-by-op path up to GEMM tiling.
+  bool fused_step_applies(const Tensor& x, const AttentionMask& memory_mask) const;
+  Tensor fused_step(const Tensor& x, DecoderLayerCache& cache, const AttentionMask& memory_mask,
+                    int64_t capacity) const;
   TransformerLayerOptions options_;
   std::shared_ptr<TransformerAttention> self_attn_, multihead_attn_;
   std::shared_ptr<Linear> linear1_, linear2_;

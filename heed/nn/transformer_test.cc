@@ -134,11 +134,15 @@ TEST(Transformer, DecoderIsCausal) {
   EXPECT_FALSE(all_close(full.raw_slice(1, 3, 4), changed.raw_slice(1, 3, 4), kReduction));
 }
 
+// Single positions go through the fused step (TransformerDecoderLayer::fused_step) unless
+// rotary; several at once through the op-by-op path; both share one cache here.
 TEST(Transformer, CachedDecodingMatchesFullPass) {
   for (bool norm_first : {true, false})
-    for (bool rotary : {false, true}) {
+    for (bool rotary : {false, true})
+    for (Activation act : {Activation::kRelu, Activation::kGelu}) {
       TransformerLayerOptions lo = small_layer(norm_first);
       lo.rotary = rotary;
+      lo.activation = act;
       TransformerDecoder dec({.layers = 2, .layer = lo});
       dec.eval();
       Tensor memory = Tensor::randn({2, 4, 8}, 8), x = Tensor::randn({2, 6, 8}, 9);
@@ -151,7 +155,8 @@ TEST(Transformer, CachedDecodingMatchesFullPass) {
       for (auto [from, to] : chunks) {
         Tensor step = dec.forward_cached(x.raw_slice(1, from, to), cache, mm);
         EXPECT_TRUE(all_close(step, full.raw_slice(1, from, to), kReduction))
-            << "positions " << from << ".." << to << " norm_first " << norm_first << " rotary " << rotary;
+            << "positions " << from << ".." << to << " norm_first " << norm_first << " rotary " << rotary
+            << " gelu " << (act == Activation::kGelu);
       }
       EXPECT_EQ(cache.length, 6);
       EXPECT_THROW(dec.forward_cached(x.raw_slice(1, 0, 3), cache, mm), Error);  // capacity 8 exceeded

@@ -30,6 +30,9 @@ constexpr int64_t kMinRows = 128, kMinCols = 512;
 constexpr int64_t kTileWork = int64_t{1} << 22;  // multiply-adds per tile, at least
 // Below this many multiply-adds in all, the tiles run on the calling thread (same tiles, same bits).
 constexpr int64_t kParallelWork = int64_t{1} << 16;
+// Few-row products whose B has at least kSkinnyB elements (512 KiB of f32) get column tiles
+// of at least kSkinnyCols columns.
+constexpr int64_t kSkinnyB = int64_t{1} << 17, kSkinnyCols = 128;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -96,6 +99,13 @@ int64_t processor_count() {
 }
 
 GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items, int64_t processors) {
+  // A product with few rows and a large B (a decoding step: x[1, 256] @ W^T[256, 1024]) is
+  // bound by reading B, not by arithmetic: split its columns so each processor streams its
+  // share of B, however little work there is.
+  if (m < kMinRows && items == 1 && n * std::max<int64_t>(k, 1) >= kSkinnyB) {
+    const int64_t tiles_n = std::clamp<int64_t>(n / kSkinnyCols, 1, processors);
+    return {round_up(m, 16), round_up(ceil_div(n, tiles_n), 16)};
+  }
   const int64_t work = m * n * std::max<int64_t>(k, 1);
   const int64_t wanted = std::clamp<int64_t>(std::min(ceil_div(work, kTileWork), ceil_div(processors, items)), 1,
                                              processors);
