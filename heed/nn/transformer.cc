@@ -342,6 +342,8 @@ Tensor TransformerDecoderLayer::fused_step(const Tensor& x_in, DecoderLayerCache
     self.v = Tensor::zeros({b, h, capacity, d});
   }
   HEED_CHECK(self.k.size(0) == b, "TransformerAttention: cache holds ", self.k.size(0), " sequences, input has ", b);
+  HEED_CHECK(self.k.is_contiguous() && self.v.is_contiguous() && self.v.stride(2) == self.k.stride(2),
+             "TransformerAttention: expected contiguous key/value caches, got ", self.k.str(), " and ", self.v.str());
   HEED_CHECK(past + 1 <= self.k.size(2), "TransformerAttention: cache capacity ", self.k.size(2),
              " exceeded (", past, " cached + 1 new position)");
   Tensor key_lengths = memory_mask.key_lengths.defined() ? memory_mask.key_lengths.raw_contiguous() : Tensor();
@@ -374,8 +376,8 @@ Tensor TransformerDecoderLayer::fused_step(const Tensor& x_in, DecoderLayerCache
     float* kc_ = self.k.data<float>();
     float* vc_ = self.v.data<float>();
     for (int64_t i = 0; i < b; ++i)
-      for (int64_t hh = 0; hh < h; ++hh) {
-        const int64_t at = ((i * h + hh) * capacity + past) * d;
+      for (int64_t hh = 0; hh < h; ++hh) {  // the cache is [B, H, cap, D], its rows unit-stride
+        const int64_t at = i * self.k.stride(0) + hh * self.k.stride(1) + past * self.k.stride(2);
         std::memcpy(kc_ + at, qkv.data() + i * 3 * c + c + hh * d, sizeof(float) * d);
         std::memcpy(vc_ + at, qkv.data() + i * 3 * c + 2 * c + hh * d, sizeof(float) * d);
       }
