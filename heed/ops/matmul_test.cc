@@ -187,9 +187,11 @@ TEST(Matmul, TilingDependsOnProblemAndMachineOnly) {
   EXPECT_EQ(gemm_tiling(2048, 2048, 2048, 1, 2).rows, 1024);
   EXPECT_EQ(gemm_tiling(5, 3000, 600, 1, 2).cols, 1504);
   EXPECT_EQ(gemm_tiling(64, 64, 64, 1, 2).rows, 64);
-  // One row and a large B (a decoding step): column tiles, one per processor, however small the work.
-  EXPECT_EQ(gemm_tiling(1, 1024, 256, 1, 2).cols, 512);
-  EXPECT_EQ(gemm_tiling(1, 256, 256, 1, 2).cols, 256);
+  // Few rows and a large B (decoding a batch): column tiles, one per processor; a single row
+  // (one decoding step) is not split: too little work to wake a thread for.
+  EXPECT_EQ(gemm_tiling(64, 1024, 256, 1, 2).cols, 512);
+  EXPECT_EQ(gemm_tiling(64, 768, 256, 1, 2).cols, 384);
+  EXPECT_EQ(gemm_tiling(1, 1024, 256, 1, 2).cols, 1024);
   // Sixteen processors: more, smaller tiles; a batch with enough items is not tiled.
   EXPECT_EQ(gemm_tiling(2048, 2048, 2048, 1, 16).rows, 128);
   EXPECT_EQ(gemm_tiling(512, 512, 64, 64, 16).rows, 512);
