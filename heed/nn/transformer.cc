@@ -2,6 +2,7 @@
 // feed-forward block, pre/post-norm residual wiring, and cached incremental decoding.
 #include "heed/nn/transformer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -481,21 +482,27 @@ Tensor TransformerDecoder::forward_cached(const Tensor& x, DecoderCache& cache,
 
 namespace {
 
-// Rows `index` of a contiguous tensor along dimension 0, copied whole (no gradient).
-Tensor gather_rows(const Tensor& t, const std::vector<int64_t>& index) {
-  Tensor src = t.raw_contiguous();
-  Shape shape = src.shape();
-  const int64_t rows = shape[0];
+// Rows `index` of the cache t [B, H, cap, D], positions [0, used) only, gathered into `spare`
+// (kept when its shape still fits, so steady-state beam search allocates nothing), which then
+// becomes t; the old t becomes the spare. Positions >= used are never read.
+void gather_rows(Tensor& t, Tensor& spare, const std::vector<int64_t>& index, int64_t used) {
+  HEED_CHECK(t.dim() == 4 && t.is_contiguous(), "DecoderCache: expected a contiguous [B, H, cap, D] cache, got ",
+             t.str());
+  const int64_t rows = t.size(0), heads = t.size(1), cap = t.size(2), d = t.size(3);
+  Shape shape = t.shape();
   shape[0] = static_cast<int64_t>(index.size());
-  Tensor out = Tensor::empty(shape, src.dtype());
-  const size_t row_bytes = static_cast<size_t>(rows > 0 ? src.numel() / rows : 0) * dtype_size(src.dtype());
-  const auto* from = static_cast<const char*>(src.raw_data());
-  auto* to = static_cast<char*>(out.raw_data());
+  if (!spare.defined() || spare.shape() != shape || spare.dtype() != t.dtype() || spare.raw_data() == t.raw_data())
+    spare = Tensor::empty(shape, t.dtype());
+  const size_t elem = dtype_size(t.dtype());
+  const size_t span = static_cast<size_t>(std::min(used, cap) * d) * elem, head_bytes = static_cast<size_t>(cap * d) * elem;
+  const auto* from = static_cast<const char*>(t.raw_data());
+  auto* to = static_cast<char*>(spare.raw_data());
   for (size_t i = 0; i < index.size(); ++i) {
     HEED_CHECK(index[i] >= 0 && index[i] < rows, "DecoderCache: row ", index[i], " out of range for ", rows, " rows");
-    std::memcpy(to + i * row_bytes, from + index[i] * row_bytes, row_bytes);
+    for (int64_t h = 0; h < heads; ++h)
+      std::memcpy(to + (i * heads + h) * head_bytes, from + (index[i] * heads + h) * head_bytes, span);
   }
-  return out;
+  std::swap(t, spare);
 }
 
 }  // namespace
@@ -504,15 +511,18 @@ void DecoderCache::reorder(const Tensor& index, bool self_only) {
   HEED_CHECK(index.defined() && index.dtype() == DType::kI64 && index.dim() == 1,
              "DecoderCache: reorder index must be i64 [B'], got ", index.str());
   const std::vector<int64_t> rows = index.to_vector<int64_t>();
-  auto pick = [&](Tensor& t) {
-    if (t.defined()) t = gather_rows(t, rows);
-  };
   for (DecoderLayerCache& l : layers) {
-    pick(l.self_attn.k);
-    pick(l.self_attn.v);
+    AttentionCache& self = l.self_attn;
+    if (self.k.defined()) {
+      gather_rows(self.k, self.k_spare, rows, self.length);
+      gather_rows(self.v, self.v_spare, rows, self.length);
+    }
     if (self_only) continue;
-    pick(l.cross_attn.k);
-    pick(l.cross_attn.v);
+    AttentionCache& cross = l.cross_attn;
+    if (cross.k.defined()) {
+      gather_rows(cross.k, cross.k_spare, rows, cross.k.size(2));
+      gather_rows(cross.v, cross.v_spare, rows, cross.v.size(2));
+    }
   }
 }
 

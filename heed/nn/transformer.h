@@ -34,6 +34,9 @@ struct TransformerAttentionOptions {
 struct AttentionCache {
   Tensor k, v;         // [B, H, capacity, D]; rows [0, length) are filled
   int64_t length = 0;  // self-attention: positions decoded so far
+  // Where DecoderCache::reorder gathers rows next (the previous k, v): beam search reorders
+  // every step, and fresh cache-sized buffers each time cost a page fault per 4 KiB.
+  Tensor k_spare, v_spare;
 };
 
 // The attention sublayer of the Transformer layers: multi-head scaled dot-product attention

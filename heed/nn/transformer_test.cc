@@ -179,6 +179,30 @@ TEST(Transformer, CacheReorderFollowsBatchRows) {
   EXPECT_TRUE(all_close(got, full.raw_slice(1, 2, 3), kReduction));
 }
 
+// Beam search reorders every step: same-shaped reorders alternate between two buffers per
+// cached tensor (no fresh allocation), and the result still matches the full pass.
+TEST(Transformer, RepeatedReordersReuseTwoBuffers) {
+  TransformerDecoder dec({.layers = 1, .layer = small_layer(false)});
+  dec.eval();
+  Tensor memory = Tensor::randn({3, 3, 8}, 12), x = Tensor::randn({3, 4, 8}, 13);
+  Tensor lens = Tensor::from_vector(std::vector<int64_t>{3, 2, 3}, {3});
+  DecoderCache cache = dec.start(memory, 4);
+  Tensor perm = Tensor::from_vector(std::vector<int64_t>{2, 0, 1}, {3});
+  Tensor xs = x, mem = memory, ls = lens;
+  const void* first = nullptr;
+  for (int64_t t = 0; t < 4; ++t) {
+    Tensor got = dec.forward_cached(xs.raw_slice(1, t, t + 1), cache, AttentionMask{.key_lengths = ls});
+    Tensor full = dec.forward(xs, mem, AttentionMask{.key_lengths = ls}, 0);
+    EXPECT_TRUE(all_close(got, full.raw_slice(1, t, t + 1), kReduction)) << "step " << t;
+    cache.reorder(perm);
+    xs = index_select(xs, 0, perm);
+    mem = index_select(mem, 0, perm);
+    ls = index_select(ls, 0, perm);
+    if (t == 0) first = cache.layers[0].self_attn.k.raw_data();
+    if (t == 2) EXPECT_EQ(cache.layers[0].self_attn.k.raw_data(), first);  // back in the first buffer
+  }
+}
+
 TEST(Transformer, DropoutOnlyInTrainingAndSeeded) {
   TransformerLayerOptions lo = small_layer(true);
   lo.dropout = 0.3;
