@@ -354,61 +354,66 @@ Tensor TransformerDecoderLayer::fused_step(const Tensor& x_in, DecoderLayerCache
   // qkv [B, 3C] (or q), attention output a [B, C], feed-forward hidden [B, F].
   Tensor out = Tensor::empty({b, 1, c});  // [B, 1, C]; becomes the layer's output
   out.copy_from(x_in);
-  std::vector<float> u(b * c), qkv(b * 3 * c), a(b * c), y(b * c), hidden(b * f);
+  std::vector<float> scratch(b * (6 * c + f));  // one allocation, carved below
+  float* u = scratch.data();
+  float* qkv = u + b * c;
+  float* a = qkv + b * 3 * c;
+  float* y = a + b * c;
+  float* hidden = y + b * c;
   std::vector<double> stats;
   float* x = out.data<float>();
   auto residual = [&](const float* delta, const LayerNorm& norm) {  // x = x + delta (post-norm: then normalised)
     for (int64_t i = 0; i < b * c; ++i) x[i] += delta[i];
     if (o.norm_first) return;
-    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u.data(), stats);
-    std::memcpy(x, u.data(), sizeof(float) * b * c);
+    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u, stats);
+    std::memcpy(x, u, sizeof(float) * b * c);
   };
   auto sublayer_input = [&](const LayerNorm& norm) -> const float* {  // pre-norm: LN(x); post-norm: x
     if (!o.norm_first) return x;
-    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u.data(), stats);
-    return u.data();
+    layer_norm_rows(x, b, c, norm, o.layer_norm_eps, u, stats);
+    return u;
   };
 
   // Self-attention: project q, k, v; append k, v at position `past`; attend over past + 1 keys.
   {
     const float* in = sublayer_input(*norm1_);
     const TransformerAttention& sa = *self_attn_;
-    affine(in, b, c, sa.in_proj_weight(), sa.in_proj_bias(), 0, 3 * c, qkv.data());
+    affine(in, b, c, sa.in_proj_weight(), sa.in_proj_bias(), 0, 3 * c, qkv);
     float* kc_ = self.k.data<float>();
     float* vc_ = self.v.data<float>();
     for (int64_t i = 0; i < b; ++i)
       for (int64_t hh = 0; hh < h; ++hh) {  // the cache is [B, H, cap, D], its rows unit-stride
         const int64_t at = i * self.k.stride(0) + hh * self.k.stride(1) + past * self.k.stride(2);
-        std::memcpy(kc_ + at, qkv.data() + i * 3 * c + c + hh * d, sizeof(float) * d);
-        std::memcpy(vc_ + at, qkv.data() + i * 3 * c + 2 * c + hh * d, sizeof(float) * d);
+        std::memcpy(kc_ + at, qkv + i * 3 * c + c + hh * d, sizeof(float) * d);
+        std::memcpy(vc_ + at, qkv + i * 3 * c + 2 * c + hh * d, sizeof(float) * d);
       }
     self.length = past + 1;
-    attend_one(qkv.data(), 3 * c, self.k, self.v, b, h, past + 1, d, nullptr, a.data());
-    affine(a.data(), b, c, sa.out_proj().weight(), sa.out_proj().bias(), 0, c, y.data());
-    residual(y.data(), *norm1_);
+    attend_one(qkv, 3 * c, self.k, self.v, b, h, past + 1, d, nullptr, a);
+    affine(a, b, c, sa.out_proj().weight(), sa.out_proj().bias(), 0, c, y);
+    residual(y, *norm1_);
   }
   // Cross-attention over the memory's keys/values, computed once in start().
   {
     const float* in = sublayer_input(*norm2_);
     const TransformerAttention& ca = *multihead_attn_;
-    affine(in, b, c, ca.in_proj_weight(), ca.in_proj_bias(), 0, c, qkv.data());
+    affine(in, b, c, ca.in_proj_weight(), ca.in_proj_bias(), 0, c, qkv);
     const AttentionCache& mem = cache.cross_attn;
-    attend_one(qkv.data(), c, mem.k, mem.v, b, h, mem.k.size(2), d, lengths, a.data());
-    affine(a.data(), b, c, ca.out_proj().weight(), ca.out_proj().bias(), 0, c, y.data());
-    residual(y.data(), *norm2_);
+    attend_one(qkv, c, mem.k, mem.v, b, h, mem.k.size(2), d, lengths, a);
+    affine(a, b, c, ca.out_proj().weight(), ca.out_proj().bias(), 0, c, y);
+    residual(y, *norm2_);
   }
   // Feed-forward.
   {
     const float* in = sublayer_input(*norm3_);
-    affine(in, b, c, linear1_->weight(), linear1_->bias(), 0, f, hidden.data());
+    affine(in, b, c, linear1_->weight(), linear1_->bias(), 0, f, hidden);
     if (o.activation == Activation::kRelu) {
-      for (float& v : hidden) v = v > 0.0f ? v : 0.0f;
+      for (int64_t i = 0; i < b * f; ++i) hidden[i] = hidden[i] > 0.0f ? hidden[i] : 0.0f;
     } else {
       constexpr float kInvSqrt2 = 0.70710678118654752440f;
-      for (float& v : hidden) v = 0.5f * v * (1 + std::erf(v * kInvSqrt2));
+      for (int64_t i = 0; i < b * f; ++i) hidden[i] = 0.5f * hidden[i] * (1 + std::erf(hidden[i] * kInvSqrt2));
     }
-    affine(hidden.data(), b, f, linear2_->weight(), linear2_->bias(), 0, c, y.data());
-    residual(y.data(), *norm3_);
+    affine(hidden, b, f, linear2_->weight(), linear2_->bias(), 0, c, y);
+    residual(y, *norm3_);
   }
   return out;
 }

@@ -139,28 +139,28 @@ TEST(Transformer, DecoderIsCausal) {
 TEST(Transformer, CachedDecodingMatchesFullPass) {
   for (bool norm_first : {true, false})
     for (bool rotary : {false, true})
-    for (Activation act : {Activation::kRelu, Activation::kGelu}) {
-      TransformerLayerOptions lo = small_layer(norm_first);
-      lo.rotary = rotary;
-      lo.activation = act;
-      TransformerDecoder dec({.layers = 2, .layer = lo});
-      dec.eval();
-      Tensor memory = Tensor::randn({2, 4, 8}, 8), x = Tensor::randn({2, 6, 8}, 9);
-      Tensor lens = Tensor::from_vector(std::vector<int64_t>{4, 2}, {2});
-      const AttentionMask mm{.key_lengths = lens};
-      Tensor full = dec.forward(x, memory, mm, 0);  // [2, 6, 8]
-      DecoderCache cache = dec.start(memory, 8);
-      // One position, then two at once, then the last three one by one.
-      std::vector<std::pair<int64_t, int64_t>> chunks = {{0, 1}, {1, 3}, {3, 4}, {4, 5}, {5, 6}};
-      for (auto [from, to] : chunks) {
-        Tensor step = dec.forward_cached(x.raw_slice(1, from, to), cache, mm);
-        EXPECT_TRUE(all_close(step, full.raw_slice(1, from, to), kReduction))
-            << "positions " << from << ".." << to << " norm_first " << norm_first << " rotary " << rotary
-            << " gelu " << (act == Activation::kGelu);
+      for (Activation act : {Activation::kRelu, Activation::kGelu}) {
+        TransformerLayerOptions lo = small_layer(norm_first);
+        lo.rotary = rotary;
+        lo.activation = act;
+        TransformerDecoder dec({.layers = 2, .layer = lo});
+        dec.eval();
+        Tensor memory = Tensor::randn({2, 4, 8}, 8), x = Tensor::randn({2, 6, 8}, 9);
+        Tensor lens = Tensor::from_vector(std::vector<int64_t>{4, 2}, {2});
+        const AttentionMask mm{.key_lengths = lens};
+        Tensor full = dec.forward(x, memory, mm, 0);  // [2, 6, 8]
+        DecoderCache cache = dec.start(memory, 8);
+        // One position, then two at once, then the last three one by one.
+        std::vector<std::pair<int64_t, int64_t>> chunks = {{0, 1}, {1, 3}, {3, 4}, {4, 5}, {5, 6}};
+        for (auto [from, to] : chunks) {
+          Tensor step = dec.forward_cached(x.raw_slice(1, from, to), cache, mm);
+          EXPECT_TRUE(all_close(step, full.raw_slice(1, from, to), kReduction))
+              << "positions " << from << ".." << to << " norm_first " << norm_first << " rotary " << rotary
+              << " gelu " << (act == Activation::kGelu);
+        }
+        EXPECT_EQ(cache.length, 6);
+        EXPECT_THROW(dec.forward_cached(x.raw_slice(1, 0, 3), cache, mm), Error);  // capacity 8 exceeded
       }
-      EXPECT_EQ(cache.length, 6);
-      EXPECT_THROW(dec.forward_cached(x.raw_slice(1, 0, 3), cache, mm), Error);  // capacity 8 exceeded
-    }
 }
 
 TEST(Transformer, CacheReorderFollowsBatchRows) {

@@ -54,6 +54,14 @@ inline double normal(uint64_t seed, uint64_t stream, uint64_t index) {
   return __builtin_sqrt(-2.0 * __builtin_log(u1)) * __builtin_cos(6.283185307179586 * u2);
 }
 
+// dropout_keep's rule on a raw Philox word w: keep iff (w >> 8) >= dropout_threshold(p), the
+// integer form of float(w >> 8) / 2^24 >= p (both sides scaled by 2^24, exact in float).
+// Bulk paths (kernels/cpu/dropout_cpu.h, the fused attention's mask) compare words with it.
+inline uint32_t dropout_threshold(float p) {
+  const float scaled = p * 16777216.0f;
+  return scaled <= 0 ? 0u : static_cast<uint32_t>(__builtin_ceilf(scaled));
+}
+
 // Keep element (seed, stream, index) under dropout probability p?
 inline bool dropout_keep(uint64_t seed, uint64_t stream, uint64_t index, float p) {
   return uniform(seed, stream, index) >= p;

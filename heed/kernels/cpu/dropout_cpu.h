@@ -4,7 +4,6 @@
 #pragma once
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
 
 #include "heed/kernels/cpu/elementwise.h"
@@ -21,15 +20,13 @@ struct DropoutParams {
 
 // y[i] = keep(i) ? x[i] * scale : 0 for i < n. Applying it to a gradient gives the backward.
 // Words come from philox_words (16 blocks per AVX-512 pass) in chunks of kDropoutChunk
-// elements; keep(i) is (word >> 8) >= threshold, the integer form of
-// float(word >> 8) / 2^24 >= p (both sides scaled by 2^24, exact in float).
+// elements and are compared with random::dropout_threshold(p).
 inline constexpr int64_t kDropoutChunk = 1024;  // elements; a multiple of 64
 
 template <class T>
 void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
   const T scale = static_cast<T>(p.scale);
-  const float scaled = p.p * 16777216.0f;  // exact: a power-of-two scaling
-  const uint32_t threshold = scaled <= 0 ? 0u : static_cast<uint32_t>(std::ceil(scaled));
+  const uint32_t threshold = random::dropout_threshold(p.p);
   const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
   for (int64_t c = 0; c < chunks; ++c) {

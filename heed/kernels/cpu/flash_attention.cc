@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdlib>
 #include <new>
 
@@ -45,9 +44,8 @@ FlashWorkspace& default_flash_workspace() {
 namespace flash_detail {
 void dropout_keep_mask(uint64_t seed, uint64_t stream, uint64_t index0, int64_t n, float p,
                        uint8_t* keep) {
-  // heed::random::dropout_keep's rule with the words drawn in bulk (see dropout_cpu.h).
-  const float scaled = p * 16777216.0f;
-  const uint32_t threshold = scaled <= 0 ? 0u : static_cast<uint32_t>(std::ceil(scaled));
+  // heed::random::dropout_keep's rule with the words drawn in bulk.
+  const uint32_t threshold = random::dropout_threshold(p);
   constexpr int64_t kWords = 1024;
   alignas(64) uint32_t words[kWords];
   for (int64_t done = 0; done < n;) {

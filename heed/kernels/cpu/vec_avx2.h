@@ -70,24 +70,18 @@ struct Vec {
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal. Same polynomial as the AVX-512 version.
   static inline Reg exp2(Reg x) {
-    const Reg magic = _mm256_set1_ps(12583039.0f);
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(128.0f));
-    Reg y = _mm256_add_ps(x, magic);
-    Reg f = _mm256_sub_ps(x, _mm256_sub_ps(y, magic));
-    Reg p = _mm256_set1_ps(1.3276471e-3f);
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(9.6755419e-3f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(5.5507131e-2f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(2.4022120e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(6.9314694e-1f));
-    p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0000001f));
-    __m256i e = _mm256_slli_epi32(_mm256_castps_si256(y), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+    return exp2_clamped(_mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-127.0f)), _mm256_set1_ps(128.0f)));
   }
 
   // exp2 for x <= 0 (or -inf), as in a softmax after subtracting the row max.
   static inline Reg exp2_nonpositive(Reg x) {
+    return exp2_clamped(_mm256_max_ps(x, _mm256_set1_ps(-127.0f)));
+  }
+
+  // 2^x for x already clamped to [-127, 128]: the body both exp2 forms share.
+  static inline Reg exp2_clamped(Reg x) {
+    // Adding 1.5 * 2^23 + 127 rounds x to an integer n and leaves n + 127 in the low bits.
     const Reg magic = _mm256_set1_ps(12583039.0f);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-127.0f));
     Reg y = _mm256_add_ps(x, magic);
     Reg f = _mm256_sub_ps(x, _mm256_sub_ps(y, magic));
     Reg p = _mm256_set1_ps(1.3276471e-3f);

@@ -71,9 +71,18 @@ struct Vec {
   // 2^x with relative error < 3e-7: exactly 0 for x <= -127 (also -inf), +inf for
   // x >= 128 (also +inf); never a denormal, so no slow microcode assists.
   static inline Reg exp2(Reg x) {
+    return exp2_clamped(_mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(128.0f)));
+  }
+
+  // exp2 for x <= 0 (or -inf), as in a softmax after subtracting the row max: one clamp less.
+  static inline Reg exp2_nonpositive(Reg x) {
+    return exp2_clamped(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)));
+  }
+
+  // 2^x for x already clamped to [-127, 128]: the body both exp2 forms share.
+  static inline Reg exp2_clamped(Reg x) {
     // Adding 1.5 * 2^23 + 127 rounds x to an integer n and leaves n + 127 in the low bits.
     const Reg magic = _mm512_set1_ps(12583039.0f);
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-127.0f)), _mm512_set1_ps(128.0f));
     Reg y = _mm512_add_ps(x, magic);
     Reg f = _mm512_sub_ps(x, _mm512_sub_ps(y, magic));  // x - n, in [-0.5, 0.5]
     // Minimax fit of 2^f on [-0.5, 0.5] (relative error 2.3e-7 in fp32).
@@ -84,22 +93,6 @@ struct Vec {
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694e-1f));
     p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001f));
     // (n + 127) << 23 is 2^n for n >= -126, +0 for n = -127 and +inf for n = 128.
-    __m512i e = _mm512_slli_epi32(_mm512_castps_si512(y), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-  }
-
-  // exp2 for x <= 0 (or -inf), as in a softmax after subtracting the row max: one clamp less.
-  static inline Reg exp2_nonpositive(Reg x) {
-    const Reg magic = _mm512_set1_ps(12583039.0f);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-127.0f));
-    Reg y = _mm512_add_ps(x, magic);
-    Reg f = _mm512_sub_ps(x, _mm512_sub_ps(y, magic));
-    Reg p = _mm512_set1_ps(1.3276471e-3f);
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6755419e-3f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5507131e-2f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022120e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314694e-1f));
-    p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0000001f));
     __m512i e = _mm512_slli_epi32(_mm512_castps_si512(y), 23);
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   }
