@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "heed/heed.h"
+#include "heed/kernels/cpu/gemm_small.h"
 
 namespace {
 
@@ -45,6 +46,39 @@ void gemm_shapes(benchmark::internal::Benchmark* b) {
 }
 BENCHMARK(BM_HeedMatmul)->Apply(gemm_shapes);
 BENCHMARK(BM_BlasSgemm)->Apply(gemm_shapes);
+
+// Linear-layer products at inference, C[m, n] = A[m, k] W[n, k]^T with few rows m (decoding
+// steps, one short sequence): heed's no-pack kernel (kernels/cpu/gemm_small.h) against
+// cblas_sgemm on one thread, same operands, in the same binary. Args: m, k, n, kernel (0 BLAS, 1 heed).
+void BM_SmallRowsNT(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  const bool heed_kernel = state.range(3) != 0;
+  if (heed_kernel && !heed::kernels::cpu::gemm_nt_small_available()) {
+    state.SkipWithError("no AVX-512");
+    return;
+  }
+  Tensor a = Tensor::randn({m, k}, 1), w = Tensor::randn({n, k}, 2), c = Tensor::zeros({m, n});
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (auto _ : state) {
+    if (heed_kernel)
+      heed::kernels::cpu::gemm_nt_small(m, n, k, 1.0f, a.data<float>(), k, w.data<float>(), k, 0.0f, c.data<float>(), n);
+    else
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), static_cast<int>(n),
+                  static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(k), w.data<float>(),
+                  static_cast<int>(k), 0.0f, c.data<float>(), static_cast<int>(n));
+    benchmark::ClobberMemory();
+  }
+  omp_set_num_threads(saved);
+  set_flops(state, m, n, k);
+  state.SetLabel(heed_kernel ? "heed no-pack" : "openblas");
+}
+BENCHMARK(BM_SmallRowsNT)
+    ->ArgsProduct({{1, 2, 4, 8, 16, 24, 32, 48, 64, 96, 128}, {256}, {1024}, {0, 1}})
+    ->ArgsProduct({{1, 8, 24, 64}, {1024}, {256}, {0, 1}})
+    ->ArgsProduct({{1, 8, 24, 64}, {256}, {768}, {0, 1}})
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 
 void set_rows(benchmark::State& state, int64_t elements, int64_t bytes_per_element) {
   state.SetItemsProcessed(state.iterations() * elements);

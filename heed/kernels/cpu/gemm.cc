@@ -10,11 +10,14 @@
 // same way whatever the thread count.
 #include "heed/kernels/cpu/gemm.h"
 
+#include "heed/kernels/cpu/gemm_small.h"
+
 #include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <type_traits>
 
 namespace heed::kernels::cpu {
 
@@ -33,6 +36,10 @@ constexpr int64_t kParallelWork = int64_t{1} << 16;
 // Few-row products whose B has at least kSkinnyB elements (512 KiB of f32) get column tiles
 // of at least kSkinnyCols columns.
 constexpr int64_t kSkinnyB = int64_t{1} << 17, kSkinnyCols = 128;
+
+// Tiles of at most this many rows of C = A B^T (a linear layer at inference: decoding steps,
+// one short sequence) run on gemm_nt_small, which reads B in place instead of packing it.
+constexpr int64_t kSmallRows = 32;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -80,6 +87,13 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
     const T* ai = a + a_off[item] + (p.trans_a ? i0 : i0 * p.lda);
     const T* bj = b + b_off[item] + (p.trans_b ? j0 * p.ldb : j0);
     T* cij = c + item * c_stride + i0 * p.ldc + j0;
+    if constexpr (std::is_same_v<T, float>) {
+      if (mi <= kSmallRows && !p.trans_a && p.trans_b && gemm_nt_small_available()) {
+        gemm_nt_small(mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb, static_cast<float>(p.beta), cij,
+                      p.ldc);
+        continue;
+      }
+    }
     SingleThreadedBlas one_thread;
     blas(p, mi, nj, ai, bj, cij);
   }
@@ -92,6 +106,12 @@ void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int
 }
 
 }  // namespace
+
+bool gemm_nt_small_available() {
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          __builtin_cpu_supports("avx512vl");
+  return yes;
+}
 
 int64_t processor_count() {
   static const int64_t count = std::clamp<int64_t>(sysconf(_SC_NPROCESSORS_CONF), 1, 256);
