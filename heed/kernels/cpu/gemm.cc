@@ -39,7 +39,9 @@ constexpr int64_t kSkinnyB = int64_t{1} << 17, kSkinnyCols = 128;
 
 // Tiles of at most this many rows of C = A B^T (a linear layer at inference: decoding steps,
 // one short sequence) run on gemm_nt_small, which reads B in place instead of packing it.
-constexpr int64_t kSmallRows = 32;
+// Measured on one core (BM_SmallRowsNT, k = 256, n = 1024): 8.7x OpenBLAS at 2 rows, 1.6x at
+// 24, 1.07x at 64, even at 96, 0.95x at 128.
+constexpr int64_t kSmallRows = 64;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }

@@ -1,0 +1,94 @@
+// gemm_nt_small against a naive double-precision reference on awkward sizes (rows around the
+// 3-row tile, columns around the 8-column tile, k around the 16-lane vector), strided operands,
+// alpha / beta; beta = 0 never reads C; sub-blocks of a product give the same bits as the whole.
+#include "heed/kernels/cpu/gemm_small.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "heed/tensor/random.h"
+
+namespace heed::kernels::cpu {
+namespace {
+
+std::vector<float> random_values(int64_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f * random::uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0f;
+  return v;
+}
+
+struct Problem {
+  int64_t m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+};
+
+// Runs the kernel on C pre-filled with c0 and checks every element against the reference in
+// double: |got - want| <= 1e-5 + 1e-4 |want| (STYLE.md, fp32 GEMM).
+void check(const Problem& q) {
+  const std::vector<float> a = random_values(q.m * q.lda, 1), b = random_values(q.n * q.ldb, 2);
+  std::vector<float> c0 = random_values(q.m * q.ldc, 3);
+  if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
+    for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> c = c0;
+  gemm_nt_small(q.m, q.n, q.k, q.alpha, a.data(), q.lda, b.data(), q.ldb, q.beta, c.data(), q.ldc);
+  double worst = 0;
+  int64_t wi = -1, wj = -1;
+  double wgot = 0, wwant = 0;
+  for (int64_t i = 0; i < q.m; ++i) {
+    for (int64_t j = 0; j < q.ldc; ++j) {
+      const float got = c[i * q.ldc + j];
+      if (j >= q.n) {  // padding columns of C stay as they were
+        ASSERT_TRUE(std::isnan(got) ? std::isnan(c0[i * q.ldc + j]) : got == c0[i * q.ldc + j])
+            << "wrote outside C at " << i << "," << j;
+        continue;
+      }
+      double s = 0;
+      for (int64_t p = 0; p < q.k; ++p) s += static_cast<double>(a[i * q.lda + p]) * b[j * q.ldb + p];
+      double want = q.alpha * s;
+      if (q.beta != 0.0f) want += static_cast<double>(q.beta) * c0[i * q.ldc + j];
+      const double err = std::abs(got - want) - (1e-5 + 1e-4 * std::abs(want));
+      if (!(err <= worst)) {
+        worst = std::isnan(err) ? std::numeric_limits<double>::infinity() : err;
+        wi = i, wj = j, wgot = got, wwant = want;
+      }
+    }
+  }
+  EXPECT_LE(worst, 0.0) << "m=" << q.m << " n=" << q.n << " k=" << q.k << " beta=" << q.beta << ": worst at (" << wi
+                        << "," << wj << ") got " << wgot << " want " << wwant;
+}
+
+TEST(GemmNtSmall, MatchesNaiveReferenceOnAwkwardSizes) {
+  if (!gemm_nt_small_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (int64_t m : {1, 2, 3, 4, 5, 7, 33})
+    for (int64_t n : {1, 7, 8, 9, 17, 33})
+      for (int64_t k : {0, 1, 15, 16, 17, 100, 257}) {
+        check({m, n, k, k, k, n, 1.0f, 0.0f});
+        check({m, n, k, k + 3, k + 5, n + 2, 0.5f, 1.0f});  // strided rows, accumulate into C
+      }
+  check({24, 1024, 256, 256, 256, 1024, 1.0f, 0.0f});  // a G2P feed-forward layer, one word
+  check({6, 40, 1000, 1000, 1000, 40, -2.0f, 0.25f});
+}
+
+// Each element is summed the same way wherever it falls in the tiles, so splitting a product
+// into row and column blocks (as kernels/cpu/gemm.cc's tiling does) cannot change any bit.
+TEST(GemmNtSmall, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
+  if (!gemm_nt_small_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const int64_t m = 11, n = 29, k = 77;
+  const std::vector<float> a = random_values(m * k, 4), b = random_values(n * k, 5);
+  std::vector<float> whole(m * n), parts(m * n);
+  gemm_nt_small(m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, whole.data(), n);
+  for (int64_t i0 = 0; i0 < m; i0 += 4)
+    for (int64_t j0 = 0; j0 < n; j0 += 5) {
+      const int64_t mi = std::min<int64_t>(4, m - i0), nj = std::min<int64_t>(5, n - j0);
+      gemm_nt_small(mi, nj, k, 1.0f, a.data() + i0 * k, k, b.data() + j0 * k, k, 0.0f, parts.data() + i0 * n + j0, n);
+    }
+  for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "element " << x;
+}
+
+}  // namespace
+}  // namespace heed::kernels::cpu
