@@ -1,4 +1,4 @@
-// The `heed` command-line tool: train / eval / predict for grapheme-to-phoneme models.
+// The `heed` command-line tool: train / eval / predict / average for grapheme-to-phoneme models.
 // Every heed::Error reaching main is printed as one line and exits with status 1.
 #include <omp.h>
 
@@ -184,6 +184,26 @@ int run_predict(const PredictArgs& args) {
   return 0;
 }
 
+// ---------------------------------------------------------------- average
+
+struct AverageArgs {
+  std::vector<std::string> models;
+  std::string out;
+  bool overwrite = false;
+};
+
+int run_average(const AverageArgs& args) {
+  HEED_CHECK(args.overwrite || !fs::exists(args.out), "average: ", args.out,
+             " already exists; pass --overwrite to replace it");
+  std::vector<fs::path> dirs(args.models.begin(), args.models.end());
+  for (const fs::path& d : dirs)
+    HEED_CHECK(fs::weakly_canonical(d) != fs::weakly_canonical(args.out), "average: --out ", args.out,
+               " is also one of the checkpoints being averaged");
+  train::average_checkpoints(dirs, args.out);
+  std::printf("averaged %zu checkpoints into %s\n", dirs.size(), args.out.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -216,6 +236,14 @@ int main(int argc, char** argv) {
   predict_cmd->add_option("--alpha", predict_args.alpha, "length normalisation exponent");
   predict_cmd->add_option("words", predict_args.words, "words to pronounce");
 
+  AverageArgs average_args;
+  CLI::App* average_cmd =
+      app.add_subcommand("average", "element-wise mean of checkpoints of one run (e.g. its last epochs, keep_epochs)");
+  average_cmd->add_option("--out", average_args.out, "checkpoint directory to write")->required();
+  average_cmd->add_flag("--overwrite", average_args.overwrite, "replace an existing --out");
+  average_cmd->add_option("models", average_args.models, "checkpoint directories (runs/NAME/checkpoints/epoch-E ...)")
+      ->required();
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -225,6 +253,7 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) return run_train(train_args);
     if (eval_cmd->parsed()) return run_eval(eval_args);
     if (predict_cmd->parsed()) return run_predict(predict_args);
+    if (average_cmd->parsed()) return run_average(average_args);
   } catch (const Error& e) {
     std::fprintf(stderr, "heed: error: %s\n", e.what());
     return 1;

@@ -55,6 +55,49 @@ void save_module(const std::filesystem::path& path, const nn::Module& module,
   save_tensors(path, module.named_parameters(), metadata);
 }
 
+void average_checkpoints(const std::vector<std::filesystem::path>& dirs, const std::filesystem::path& out) {
+  HEED_CHECK(!dirs.empty(), "average: no checkpoints given");
+  const CheckpointPaths first{dirs.front()};
+  const std::string config = read_text_file(first.config());
+  std::map<std::string, std::string> meta;
+  NamedTensors sum = load_tensors(first.model(), &meta);
+  std::vector<DType> dtypes;
+  for (auto& [name, t] : sum) {
+    dtypes.push_back(t.dtype());
+    t = t.to(DType::kF64);
+  }
+  for (size_t i = 1; i < dirs.size(); ++i) {
+    const CheckpointPaths cp{dirs[i]};
+    HEED_CHECK(read_text_file(cp.config()) == config, "average: ", cp.config().string(), " differs from ",
+               first.config().string(), "; only checkpoints of one model configuration can be averaged");
+    NamedTensors next = load_tensors(cp.model());
+    HEED_CHECK(next.size() == sum.size(), "average: ", cp.model().string(), " has ", next.size(), " tensors, ",
+               first.model().string(), " has ", sum.size());
+    for (size_t j = 0; j < sum.size(); ++j) {
+      const auto& [name, t] = next[j];  // both sorted by name
+      HEED_CHECK(name == sum[j].first, "average: ", cp.model().string(), " has tensor '", name, "' where ",
+                 first.model().string(), " has '", sum[j].first, "'");
+      HEED_CHECK(t.shape() == sum[j].second.shape(), "average: ", cp.model().string(), ": '", name, "' is ",
+                 shape_str(t.shape()), ", in ", first.model().string(), " it is ", shape_str(sum[j].second.shape()));
+      const Tensor d = t.to(DType::kF64);
+      double* acc = sum[j].second.data<double>();
+      const double* x = d.data<double>();
+      for (int64_t e = 0; e < t.numel(); ++e) acc[e] += x[e];
+    }
+  }
+  const double n = static_cast<double>(dirs.size());
+  for (size_t j = 0; j < sum.size(); ++j) {
+    double* acc = sum[j].second.data<double>();
+    for (int64_t e = 0; e < sum[j].second.numel(); ++e) acc[e] /= n;
+    sum[j].second = sum[j].second.to(dtypes[j]);
+  }
+  const CheckpointPaths target{out};
+  std::filesystem::create_directories(out);
+  meta["averaged_from"] = std::to_string(dirs.size()) + " checkpoints";
+  save_tensors(target.model(), sum, meta);
+  write_text_atomically(target.config(), config);
+}
+
 void load_module(const std::filesystem::path& path, nn::Module& module) {
   NamedTensors file = load_tensors(path);
   std::set<std::string> used;

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "heed/nn/module.h"
 #include "heed/train/optimizer.h"
@@ -35,6 +36,13 @@ struct CheckpointPaths {
   std::filesystem::path optimizer() const { return dir / "optimizer.safetensors"; }
   std::filesystem::path trainer() const { return dir / "trainer.json"; }     // step, epoch, ... (written last)
 };
+
+// The element-wise mean of the models of checkpoint directories `dirs`, written to `out` as a
+// model-only checkpoint (model.safetensors and config.json; no optimizer or trainer state).
+// Every checkpoint must have a config.json equal to the first one's and the same tensors
+// (names, shapes, dtypes); a difference throws heed::Error naming the directory and the tensor.
+// Sums are taken in double in the order given, then converted back to each tensor's dtype.
+void average_checkpoints(const std::vector<std::filesystem::path>& dirs, const std::filesystem::path& out);
 
 // Writes `text` to `path` atomically.
 void write_text_atomically(const std::filesystem::path& path, const std::string& text);

@@ -254,6 +254,7 @@ G2PConfig config_from_table(const toml::table& root, const std::string& source) 
   loop.read("patience", l.patience);
   loop.read("log_every", l.log_every);
   loop.read("checkpoint_every", l.checkpoint_every);
+  loop.read("keep_epochs", l.keep_epochs);
   loop.read("threads", l.threads);
   loop.read("validate_at_stop", l.validate_at_stop);
   loop.finish();
@@ -266,6 +267,7 @@ G2PConfig config_from_table(const toml::table& root, const std::string& source) 
   if (l.patience < 0) loop.fail_key("patience", "must be >= 0, got ", l.patience);
   if (l.log_every <= 0) loop.fail_key("log_every", "must be positive, got ", l.log_every);
   if (l.checkpoint_every < 0) loop.fail_key("checkpoint_every", "must be >= 0, got ", l.checkpoint_every);
+  if (l.keep_epochs < 0) loop.fail_key("keep_epochs", "must be >= 0, got ", l.keep_epochs);
   if (l.threads < 0) loop.fail_key("threads", "must be >= 0, got ", l.threads);
   c.model.seed = c.model.seed == 0 ? l.seed : c.model.seed;
 
@@ -460,6 +462,7 @@ std::string g2p_config_to_json(const G2PConfig& c) {
         {"patience", c.loop.patience},
         {"log_every", c.loop.log_every},
         {"checkpoint_every", c.loop.checkpoint_every},
+        {"keep_epochs", c.loop.keep_epochs},
         {"threads", c.loop.threads},
         {"validate_at_stop", c.loop.validate_at_stop}}},
       {"decode",

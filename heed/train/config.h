@@ -46,6 +46,8 @@ struct LoopConfig {
   int64_t patience = 5;           // epochs without a better validation WER before stopping (0: never)
   int64_t log_every = 100;        // steps between JSONL step records
   int64_t checkpoint_every = 0;   // steps between mid-epoch checkpoints (0: at epoch ends only)
+  int64_t keep_epochs = 0;        // keep the models of the last N epochs as checkpoints/epoch-E (0: none),
+                                  // for `heed average`
   int64_t threads = 0;            // OpenMP threads (0: leave as is)
   // When max_steps or the time limit stops the run mid-epoch, validate the final model too
   // (and keep it as best if it is): a time-limited run then ends with its latest weights judged.

@@ -95,6 +95,9 @@ CheckpointPaths Seq2SeqTrainer::last_checkpoint() const {
 CheckpointPaths Seq2SeqTrainer::best_checkpoint() const {
   return {std::filesystem::path(options_.loop.run_dir) / "checkpoints" / "best"};
 }
+CheckpointPaths Seq2SeqTrainer::epoch_checkpoint(int64_t epoch) const {
+  return {std::filesystem::path(options_.loop.run_dir) / "checkpoints" / ("epoch-" + std::to_string(epoch))};
+}
 
 double Seq2SeqTrainer::train_step(const data::Batch& b) {
   model_.train();
@@ -247,6 +250,11 @@ TrainResult Seq2SeqTrainer::run() {
     log_record(r);
     if (improved || !options_.validate) save(best_checkpoint(), false);
     if (options_.validate && loop.patience > 0 && state_.bad_epochs >= loop.patience) stop("early_stopping");
+    if (loop.keep_epochs > 0) {
+      save(epoch_checkpoint(state_.epoch), false);
+      if (state_.epoch > loop.keep_epochs)
+        std::filesystem::remove_all(epoch_checkpoint(state_.epoch - loop.keep_epochs).dir);
+    }
     save(last_checkpoint(), true);
   }
   state_.elapsed_s = elapsed();

@@ -70,7 +70,8 @@ class Seq2SeqTrainer {
 
   // Trains until max_epochs, max_steps, the time limit or early stopping; writes
   // <run_dir>/checkpoints/last after every epoch, every checkpoint_every steps and at the
-  // end, and <run_dir>/checkpoints/best when validation improves.
+  // end, <run_dir>/checkpoints/best when validation improves, and with keep_epochs = N the
+  // model after each epoch E as <run_dir>/checkpoints/epoch-E, deleting epoch-(E-N).
   TrainResult run();
 
   // Restores model, optimiser and loop state from a checkpoint directory written by run().
@@ -82,6 +83,7 @@ class Seq2SeqTrainer {
   const TrainerState& state() const { return state_; }
   CheckpointPaths last_checkpoint() const;
   CheckpointPaths best_checkpoint() const;
+  CheckpointPaths epoch_checkpoint(int64_t epoch) const;  // epochs count from 1
 
  private:
   void save(const CheckpointPaths& paths, bool with_optimizer) const;

@@ -278,6 +278,58 @@ TEST(Trainer, EarlyStoppingAndTornCheckpoints) {
   EXPECT_NE(error_of([&] { t2.resume(dir.path / "nothing"); }).find("not a resumable checkpoint"), std::string::npos);
 }
 
+// keep_epochs = 2 leaves exactly the last two epochs' models; averaging them gives the
+// element-wise mean, and checkpoints that do not match are refused with the file named.
+TEST(Trainer, KeepsTheLastEpochsAndAveragesThem) {
+  TempDir dir("average");
+  const std::vector<data::Example> ex = reverse_examples(16);  // 2 batches per epoch
+  models::TransformerSeq2Seq model(tiny_model(6));
+  TrainerOptions o = loop_options(dir.path, 8);  // 4 epochs
+  o.loop.keep_epochs = 2;
+  o.checkpoint_config_json = "{\"model\": \"tiny\"}";
+  Seq2SeqTrainer t(model, ex, o);
+  TrainResult r = t.run();
+  ASSERT_EQ(r.state.epoch, 4);
+  EXPECT_FALSE(fs::exists(t.epoch_checkpoint(1).dir));
+  EXPECT_FALSE(fs::exists(t.epoch_checkpoint(2).dir));
+  ASSERT_TRUE(fs::exists(t.epoch_checkpoint(3).model()));
+  ASSERT_TRUE(fs::exists(t.epoch_checkpoint(4).model()));
+  // Epoch 4's model is the final one.
+  NamedTensors e4 = load_tensors(t.epoch_checkpoint(4).model());
+  for (const auto& [name, v] : e4) EXPECT_TRUE(testing::bitwise_equal(v, model.parameter(name))) << name;
+
+  const fs::path out = dir.path / "avg";
+  average_checkpoints({t.epoch_checkpoint(3).dir, t.epoch_checkpoint(4).dir}, out);
+  NamedTensors e3 = load_tensors(t.epoch_checkpoint(3).model()), avg = load_tensors(out / "model.safetensors");
+  ASSERT_EQ(avg.size(), e3.size());
+  for (size_t j = 0; j < avg.size(); ++j) {
+    ASSERT_EQ(avg[j].first, e3[j].first);
+    const float* a = avg[j].second.data<float>();
+    const float* x = e3[j].second.data<float>();
+    const float* y = e4[j].second.data<float>();
+    for (int64_t i = 0; i < avg[j].second.numel(); ++i)
+      ASSERT_EQ(a[i], static_cast<float>((static_cast<double>(x[i]) + y[i]) / 2)) << avg[j].first << "[" << i << "]";
+  }
+  EXPECT_EQ(read_text_file(out / "config.json"), o.checkpoint_config_json);
+
+  // Another configuration, another tensor shape, a missing directory.
+  const fs::path odd = dir.path / "odd";
+  fs::create_directories(odd);
+  write_text_atomically(odd / "config.json", "{\"model\": \"other\"}");
+  save_tensors(odd / "model.safetensors", e3);
+  EXPECT_NE(error_of([&] { average_checkpoints({t.epoch_checkpoint(3).dir, odd}, dir.path / "x"); })
+                .find("differs from"),
+            std::string::npos);
+  write_text_atomically(odd / "config.json", o.checkpoint_config_json);
+  NamedTensors wrong = e3;
+  wrong[0].second = Tensor::zeros({1, 2});
+  save_tensors(odd / "model.safetensors", wrong);
+  const std::string err = error_of([&] { average_checkpoints({t.epoch_checkpoint(3).dir, odd}, dir.path / "x"); });
+  EXPECT_NE(err.find((odd / "model.safetensors").string()), std::string::npos) << err;
+  EXPECT_NE(err.find(wrong[0].first), std::string::npos) << err;
+  EXPECT_THROW(average_checkpoints({dir.path / "missing"}, dir.path / "x"), Error);
+}
+
 TEST(Trainer, ValidatesTheFinalModelWhenStoppedMidEpoch) {
   TempDir dir("stop");
   const std::vector<data::Example> ex = reverse_examples(37);
