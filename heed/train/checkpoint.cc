@@ -1,10 +1,13 @@
 // Tensor <-> safetensors conversion and module load/save.
 #include "heed/train/checkpoint.h"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "heed/autograd/graph.h"
 #include "heed/io/atomic_file.h"
@@ -55,10 +58,35 @@ void save_module(const std::filesystem::path& path, const nn::Module& module,
   save_tensors(path, module.named_parameters(), metadata);
 }
 
+namespace {
+
+// What must agree for two checkpoints to be averaged: a G2P checkpoint's model options and
+// vocabularies (its training-loop settings may differ, e.g. after a resume with a later
+// max_epochs); any other config.json as a whole.
+nlohmann::json averaging_identity(const std::string& text, const std::filesystem::path& file) {
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail("average: ", file.string(), " is not valid JSON (", e.what(), ")");
+  }
+  if (j.is_object() && j.contains("model") && j.contains("vocabs"))
+    return nlohmann::json{{"model", j["model"]}, {"vocabs", j["vocabs"]}};
+  return j;
+}
+
+}  // namespace
+
 void average_checkpoints(const std::vector<std::filesystem::path>& dirs, const std::filesystem::path& out) {
+  namespace fs = std::filesystem;
   HEED_CHECK(!dirs.empty(), "average: no checkpoints given");
+  for (size_t i = 0; i < dirs.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      HEED_CHECK(fs::weakly_canonical(dirs[i]) != fs::weakly_canonical(dirs[j]), "average: ", dirs[i].string(),
+                 " is given twice");
   const CheckpointPaths first{dirs.front()};
   const std::string config = read_text_file(first.config());
+  const nlohmann::json identity = averaging_identity(config, first.config());
   std::map<std::string, std::string> meta;
   NamedTensors sum = load_tensors(first.model(), &meta);
   std::vector<DType> dtypes;
@@ -68,17 +96,20 @@ void average_checkpoints(const std::vector<std::filesystem::path>& dirs, const s
   }
   for (size_t i = 1; i < dirs.size(); ++i) {
     const CheckpointPaths cp{dirs[i]};
-    HEED_CHECK(read_text_file(cp.config()) == config, "average: ", cp.config().string(), " differs from ",
-               first.config().string(), "; only checkpoints of one model configuration can be averaged");
+    HEED_CHECK(averaging_identity(read_text_file(cp.config()), cp.config()) == identity, "average: the model in ",
+               cp.config().string(), " differs from the one in ", first.config().string(),
+               "; only checkpoints of one model configuration and vocabulary can be averaged");
     NamedTensors next = load_tensors(cp.model());
-    HEED_CHECK(next.size() == sum.size(), "average: ", cp.model().string(), " has ", next.size(), " tensors, ",
-               first.model().string(), " has ", sum.size());
-    for (size_t j = 0; j < sum.size(); ++j) {
-      const auto& [name, t] = next[j];  // both sorted by name
+    for (size_t j = 0; j < std::max(next.size(), sum.size()); ++j) {  // both sorted by name
+      HEED_CHECK(j < next.size(), "average: ", cp.model().string(), " has no tensor '", sum[j].first, "'");
+      HEED_CHECK(j < sum.size(), "average: ", cp.model().string(), " has a tensor '", next[j].first,
+                 "' that ", first.model().string(), " does not have");
+      const auto& [name, t] = next[j];
       HEED_CHECK(name == sum[j].first, "average: ", cp.model().string(), " has tensor '", name, "' where ",
                  first.model().string(), " has '", sum[j].first, "'");
-      HEED_CHECK(t.shape() == sum[j].second.shape(), "average: ", cp.model().string(), ": '", name, "' is ",
-                 shape_str(t.shape()), ", in ", first.model().string(), " it is ", shape_str(sum[j].second.shape()));
+      HEED_CHECK(t.shape() == sum[j].second.shape() && t.dtype() == dtypes[j], "average: ", cp.model().string(),
+                 ": '", name, "' is ", dtype_name(t.dtype()), " ", shape_str(t.shape()), ", in ",
+                 first.model().string(), " it is ", dtype_name(dtypes[j]), " ", shape_str(sum[j].second.shape()));
       const Tensor d = t.to(DType::kF64);
       double* acc = sum[j].second.data<double>();
       const double* x = d.data<double>();
@@ -91,11 +122,17 @@ void average_checkpoints(const std::vector<std::filesystem::path>& dirs, const s
     for (int64_t e = 0; e < sum[j].second.numel(); ++e) acc[e] /= n;
     sum[j].second = sum[j].second.to(dtypes[j]);
   }
-  const CheckpointPaths target{out};
-  std::filesystem::create_directories(out);
+  // Written beside `out` and renamed into place: an existing `out` (with --overwrite) is
+  // replaced whole, never left holding another checkpoint's optimizer or trainer state.
+  const fs::path tmp = out.string() + ".partial";
+  fs::remove_all(tmp);
+  fs::create_directories(tmp);
+  const CheckpointPaths target{tmp};
   meta["averaged_from"] = std::to_string(dirs.size()) + " checkpoints";
   save_tensors(target.model(), sum, meta);
   write_text_atomically(target.config(), config);
+  fs::remove_all(out);
+  fs::rename(tmp, out);
 }
 
 void load_module(const std::filesystem::path& path, nn::Module& module) {

@@ -252,8 +252,12 @@ TrainResult Seq2SeqTrainer::run() {
     if (options_.validate && loop.patience > 0 && state_.bad_epochs >= loop.patience) stop("early_stopping");
     if (loop.keep_epochs > 0) {
       save(epoch_checkpoint(state_.epoch), false);
-      if (state_.epoch > loop.keep_epochs)
-        std::filesystem::remove_all(epoch_checkpoint(state_.epoch - loop.keep_epochs).dir);
+      // Every older epoch-K goes, also those a resumed run with a smaller keep_epochs left.
+      for (int64_t k = state_.epoch - loop.keep_epochs; k >= 1; --k) {
+        const auto dir = epoch_checkpoint(k).dir;
+        if (!std::filesystem::exists(dir)) break;
+        std::filesystem::remove_all(dir);
+      }
     }
     save(last_checkpoint(), true);
   }

@@ -302,6 +302,7 @@ TEST(Trainer, KeepsTheLastEpochsAndAveragesThem) {
   average_checkpoints({t.epoch_checkpoint(3).dir, t.epoch_checkpoint(4).dir}, out);
   NamedTensors e3 = load_tensors(t.epoch_checkpoint(3).model()), avg = load_tensors(out / "model.safetensors");
   ASSERT_EQ(avg.size(), e3.size());
+  EXPECT_FALSE(testing::bitwise_equal(e3[0].second, e4[0].second));  // two different models were kept
   for (size_t j = 0; j < avg.size(); ++j) {
     ASSERT_EQ(avg[j].first, e3[j].first);
     const float* a = avg[j].second.data<float>();
@@ -327,7 +328,17 @@ TEST(Trainer, KeepsTheLastEpochsAndAveragesThem) {
   const std::string err = error_of([&] { average_checkpoints({t.epoch_checkpoint(3).dir, odd}, dir.path / "x"); });
   EXPECT_NE(err.find((odd / "model.safetensors").string()), std::string::npos) << err;
   EXPECT_NE(err.find(wrong[0].first), std::string::npos) << err;
-  EXPECT_THROW(average_checkpoints({dir.path / "missing"}, dir.path / "x"), Error);
+  EXPECT_NE(error_of([&] { average_checkpoints({dir.path / "missing"}, dir.path / "x"); })
+                .find((dir.path / "missing").string()),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { average_checkpoints({t.epoch_checkpoint(3).dir, t.epoch_checkpoint(3).dir}, out); })
+                .find("given twice"),
+            std::string::npos);
+  // --overwrite onto a full training checkpoint replaces it whole: no stale optimizer state.
+  average_checkpoints({t.epoch_checkpoint(3).dir, t.epoch_checkpoint(4).dir}, t.last_checkpoint().dir);
+  EXPECT_FALSE(fs::exists(t.last_checkpoint().optimizer()));
+  EXPECT_FALSE(fs::exists(t.last_checkpoint().trainer()));
+  EXPECT_TRUE(fs::exists(t.last_checkpoint().model()));
 }
 
 TEST(Trainer, ValidatesTheFinalModelWhenStoppedMidEpoch) {

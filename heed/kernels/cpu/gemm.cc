@@ -37,11 +37,13 @@ constexpr int64_t kParallelWork = int64_t{1} << 16;
 // of at least kSkinnyCols columns.
 constexpr int64_t kSkinnyB = int64_t{1} << 17, kSkinnyCols = 128;
 
-// Tiles of at most this many rows of C = A B^T (a linear layer at inference: decoding steps,
+// Products C = A B^T of at most this many rows (a linear layer at inference: decoding steps,
 // one short sequence) run on gemm_nt_small, which reads B in place instead of packing it.
 // Measured on one core (BM_SmallRowsNT, k = 256, n = 1024): 8.7x OpenBLAS at 2 rows, 1.6x at
 // 24, 1.07x at 64, even at 96, 0.95x at 128.
 constexpr int64_t kSmallRows = 64;
+// ... and whose k is at most this (measured up to 1024; a block of 8 rows of B must stay in L1).
+constexpr int64_t kSmallMaxK = 1024;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -90,7 +92,8 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
     const T* bj = b + b_off[item] + (p.trans_b ? j0 * p.ldb : j0);
     T* cij = c + item * c_stride + i0 * p.ldc + j0;
     if constexpr (std::is_same_v<T, float>) {
-      if (mi <= kSmallRows && !p.trans_a && p.trans_b && gemm_nt_small_available()) {
+      // Chosen per product, not per tile, so every row of a product takes the same path.
+      if (p.m <= kSmallRows && p.k <= kSmallMaxK && !p.trans_a && p.trans_b && gemm_nt_small_available()) {
         gemm_nt_small(mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb, static_cast<float>(p.beta), cij,
                       p.ldc);
         continue;

@@ -17,7 +17,8 @@ namespace heed::kernels::cpu {
 bool gemm_nt_small_available();
 
 // C[i, j] = alpha * sum_p A[i, p] B[j, p] + beta * C[i, j] for i < m, j < n, row-major with
-// leading dimensions lda, ldb, ldc (unit column stride). beta == 0 never reads C. Each element
+// leading dimensions lda, ldb, ldc (unit column stride). beta == 0 never reads C; alpha == 0
+// never reads A or B. Each element
 // is computed the same way whatever m and n are (the same sums in the same order), so row or
 // column tiles of one product give the same bits as the whole.
 void gemm_nt_small(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,

@@ -107,6 +107,11 @@ void block(int64_t m, int64_t k, const float* a, int64_t lda, BRows brow, float 
 void gemm_nt_small(int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
                    int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
+  if (alpha == 0.0f) {  // as BLAS: A and B are not read (an Inf or NaN there does not reach C)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    return;
+  }
   int64_t j0 = 0;
   for (; j0 + kCols <= n; j0 += kCols) block(m, k, a, lda, Strided{b + j0 * ldb, ldb}, alpha, beta, c + j0, ldc, kCols);
   if (j0 < n) {  // the last rows of B: padding rows repeat the last real one; their outputs are not stored

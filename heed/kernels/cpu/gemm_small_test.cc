@@ -70,8 +70,21 @@ TEST(GemmNtSmall, MatchesNaiveReferenceOnAwkwardSizes) {
         check({m, n, k, k, k, n, 1.0f, 0.0f});
         check({m, n, k, k + 3, k + 5, n + 2, 0.5f, 1.0f});  // strided rows, accumulate into C
       }
+  check({5, 9, 33, 33, 33, 9, -1.5f, 0.0f});            // alpha applied without beta
+  check({64, 20, 40, 40, 40, 20, 1.0f, 0.0f});           // the dispatch limit in gemm.cc
   check({24, 1024, 256, 256, 256, 1024, 1.0f, 0.0f});  // a G2P feed-forward layer, one word
   check({6, 40, 1000, 1000, 1000, 40, -2.0f, 0.25f});
+}
+
+// alpha == 0 reads neither A nor B (BLAS semantics): NaN there does not reach C.
+TEST(GemmNtSmall, AlphaZeroScalesCOnly) {
+  if (!gemm_nt_small_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const std::vector<float> nan(4 * 20, std::numeric_limits<float>::quiet_NaN());
+  std::vector<float> c = {1, 2, 3, 4, 5, 6};
+  gemm_nt_small(2, 3, 20, 0.0f, nan.data(), 20, nan.data(), 20, 0.5f, c.data(), 3);
+  EXPECT_EQ(c, (std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3}));
+  gemm_nt_small(2, 3, 20, 0.0f, nan.data(), 20, nan.data(), 20, 0.0f, c.data(), 3);
+  EXPECT_EQ(c, std::vector<float>(6, 0.0f));
 }
 
 // Each element is summed the same way wherever it falls in the tiles, so splitting a product
