@@ -1,11 +1,12 @@
-// CBLAS calls behind heed's GEMM signature (OpenBLAS, OpenMP build), tiled by heed.
+// CBLAS calls behind heed's GEMM signature (OpenBLAS, OpenMP build), tiled by heed; f32
+// products C = A B^T with few rows go to heed's own no-pack kernel (gemm_small.h) instead.
 //
 // Why heed tiles instead of letting OpenBLAS thread a large product: OpenBLAS 0.3.21 blocks
 // the inner dimension K differently in its single-threaded driver (driver/level3/level3.c
 // rounds half of a remainder between GEMM_Q and 2 GEMM_Q up to a multiple of GEMM_UNROLL_M)
 // and in its threaded one (level3_thread.c takes (rest + 1) / 2), so e.g. a 600x700x500
 // sgemm on SkylakeX kernels (GEMM_Q = 384) gives different bits with 1 and 2 threads for
-// K = 500, 600, 700, 1000, ... Here every tile is a single-threaded BLAS call whose
+// K = 500, 600, 700, 1000, ... Here every tile is a single-threaded call whose
 // arguments depend only on the problem and the machine, so each element of C is computed the
 // same way whatever the thread count.
 #include "heed/kernels/cpu/gemm.h"

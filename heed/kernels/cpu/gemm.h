@@ -1,6 +1,7 @@
-// GEMM through CBLAS: C = alpha * op(A) op(B) + beta * C, row-major, f32 and f64.
-// heed splits every product into tiles itself and runs each tile as a single-threaded BLAS
-// call on one of its OpenMP threads, so results do not depend on the thread count.
+// GEMM through CBLAS: C = alpha * op(A) op(B) + beta * C, row-major, f32 and f64 (f32
+// A B^T with at most 64 rows: heed's no-pack kernel, kernels/cpu/gemm_small.h).
+// heed splits every product into tiles itself and runs each tile single-threaded on one of
+// its OpenMP threads, so results do not depend on the thread count.
 #pragma once
 
 #include <cstdint>
