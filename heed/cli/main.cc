@@ -36,6 +36,14 @@ std::string join(const std::vector<std::string>& parts) {
   return out;
 }
 
+// The lexicon entries of split `name` (test, validation or train).
+std::vector<int64_t> split_entries(const data::LexiconSplit& split, const std::string& name, const char* command) {
+  if (name == "test") return split.test;
+  if (name == "validation") return split.validation;
+  if (name == "train") return split.train;
+  fail(command, ": --split must be test, validation or train, got '", name, "'");
+}
+
 // ---------------------------------------------------------------- train
 
 struct TrainArgs {
@@ -127,11 +135,7 @@ int run_eval(const EvalArgs& args) {
   if (g2p.config.loop.threads > 0) omp_set_num_threads(static_cast<int>(g2p.config.loop.threads));
   data::Lexicon lexicon = data::load_cmudict(data_config.cmudict);
   data::LexiconSplit split = data::split_lexicon(lexicon);
-  std::vector<int64_t> entries;
-  if (args.split == "test") entries = split.test;
-  else if (args.split == "validation") entries = split.validation;
-  else if (args.split == "train") entries = split.train;
-  else fail("eval: --split must be test, validation or train, got '", args.split, "'");
+  std::vector<int64_t> entries = split_entries(split, args.split, "eval");
   if (args.limit > 0 && static_cast<int64_t>(entries.size()) > args.limit) entries.resize(args.limit);
 
   train::G2PDecodeOptions decode = train::decode_options(g2p.config.decode);
@@ -181,6 +185,38 @@ int run_predict(const PredictArgs& args) {
   for (const train::WordPrediction& p : train::predict_words(*g2p.model, g2p.vocabs, words, decode))
     for (size_t i = 0; i < p.phonemes.size(); ++i)
       std::printf("%s\t%s\t%.4f\n", p.word.c_str(), join(p.phonemes[i]).c_str(), p.scores[i]);
+  return 0;
+}
+
+// ---------------------------------------------------------------- lexicon / score
+// For other G2P systems (baselines such as Phonetisaurus or Sequitur): `lexicon` writes a
+// split as `word PH PH ...` lines, one per pronunciation; `score` reads such a system's
+// output and prints WER/PER with heed's own metrics against the split's references.
+
+struct SplitArgs {
+  std::string split = "test";
+  std::string data = "data/cmudict/cmudict.dict";
+  bool keep_stress = false;
+  std::string hypotheses;  // score only
+};
+
+int run_lexicon(const SplitArgs& args) {
+  data::Lexicon lexicon = data::load_cmudict(args.data, {.keep_stress = args.keep_stress});
+  for (int64_t e : split_entries(data::split_lexicon(lexicon), args.split, "lexicon"))
+    for (const std::vector<std::string>& pron : lexicon.entries[e].pronunciations)
+      std::printf("%s %s\n", lexicon.entries[e].word.c_str(), join(pron).c_str());
+  return 0;
+}
+
+int run_score(const SplitArgs& args) {
+  data::Lexicon lexicon = data::load_cmudict(args.data, {.keep_stress = args.keep_stress});
+  const std::vector<int64_t> entries = split_entries(data::split_lexicon(lexicon), args.split, "score");
+  HEED_CHECK(fs::is_regular_file(args.hypotheses), "score: --hyp ", args.hypotheses,
+             " is not a readable file; expected a G2P system's output, one `word PH PH ...` line per word");
+  const data::Lexicon hypotheses = data::load_cmudict(args.hypotheses, {.keep_stress = args.keep_stress});
+  const train::SequenceErrorRates r = train::score_g2p_hypotheses(lexicon, entries, hypotheses, args.hypotheses);
+  std::printf("%s: WER %s PER %s (%ld words, hypotheses from %s)\n", args.split.c_str(), percent(r.wer()).c_str(),
+              percent(r.per()).c_str(), static_cast<long>(r.words), args.hypotheses.c_str());
   return 0;
 }
 
@@ -244,6 +280,22 @@ int main(int argc, char** argv) {
   average_cmd->add_option("models", average_args.models, "checkpoint directories (runs/NAME/checkpoints/epoch-E ...)")
       ->required();
 
+  SplitArgs lexicon_args;
+  CLI::App* lexicon_cmd =
+      app.add_subcommand("lexicon", "write a CMUdict split as `word PH PH ...` lines (for other G2P systems)");
+  lexicon_cmd->add_option("--split", lexicon_args.split, "test (default), validation or train");
+  lexicon_cmd->add_option("--data", lexicon_args.data, "CMUdict file (default: data/cmudict/cmudict.dict)");
+  lexicon_cmd->add_flag("--keep-stress", lexicon_args.keep_stress, "keep the vowels' stress digits");
+
+  SplitArgs score_args;
+  CLI::App* score_cmd = app.add_subcommand(
+      "score", "WER/PER of another system's pronunciations (`word PH PH ...` lines) on a CMUdict split");
+  score_cmd->add_option("--hyp", score_args.hypotheses, "the system's output; a word's first line is its best")
+      ->required();
+  score_cmd->add_option("--split", score_args.split, "test (default), validation or train");
+  score_cmd->add_option("--data", score_args.data, "CMUdict file (default: data/cmudict/cmudict.dict)");
+  score_cmd->add_flag("--keep-stress", score_args.keep_stress, "score with stress digits");
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -254,6 +306,8 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) return run_eval(eval_args);
     if (predict_cmd->parsed()) return run_predict(predict_args);
     if (average_cmd->parsed()) return run_average(average_args);
+    if (lexicon_cmd->parsed()) return run_lexicon(lexicon_args);
+    if (score_cmd->parsed()) return run_score(score_args);
   } catch (const Error& e) {
     std::fprintf(stderr, "heed: error: %s\n", e.what());
     return 1;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 #include <numeric>
+#include <string_view>
+#include <unordered_map>
 
 #include "heed/autograd/graph.h"
 #include "heed/decode/beam.h"
@@ -135,6 +137,27 @@ SequenceErrorRates evaluate_g2p(const models::TransformerSeq2Seq& model, const d
     const std::vector<int64_t>& hyp = preds[i].empty() ? empty : preds[i].front().ids;
     rates.add(score_word(hyp, refs));
   }
+  return rates;
+}
+
+SequenceErrorRates score_g2p_hypotheses(const data::Lexicon& lexicon, std::span<const int64_t> entries,
+                                        const data::Lexicon& hypotheses, const std::string& source_name) {
+  std::unordered_map<std::string_view, const std::vector<std::string>*> best;
+  for (const data::LexiconEntry& h : hypotheses.entries) best.emplace(h.word, &h.pronunciations.front());
+  SequenceErrorRates rates;
+  int64_t missing = 0;
+  std::string first_missing;
+  for (int64_t e : entries) {
+    const data::LexiconEntry& entry = lexicon.entries[e];
+    auto it = best.find(entry.word);
+    if (it == best.end()) {
+      if (missing++ == 0) first_missing = entry.word;
+      continue;
+    }
+    rates.add(score_word(*it->second, entry.pronunciations));
+  }
+  HEED_CHECK(missing == 0, source_name, " has no pronunciation for '", first_missing, "' (", missing, " of ",
+             entries.size(), " words missing); expected one `word PH PH ...` line for every word scored");
   return rates;
 }
 

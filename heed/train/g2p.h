@@ -78,6 +78,13 @@ SequenceErrorRates evaluate_g2p(const models::TransformerSeq2Seq& model, const d
                                 std::span<const int64_t> entries, const data::G2PVocabs& vocabs,
                                 const G2PDecodeOptions& options, const std::function<void(int64_t)>& on_batch = {});
 
+// WER/PER of pronunciations produced elsewhere (another G2P system's output, read with
+// data::load_cmudict so its first pronunciation of a word is its best) against the
+// references of lexicon entries `entries`. A word of `entries` that `hypotheses` lacks is a
+// heed::Error naming it and how many are missing; words outside `entries` are ignored.
+SequenceErrorRates score_g2p_hypotheses(const data::Lexicon& lexicon, std::span<const int64_t> entries,
+                                        const data::Lexicon& hypotheses, const std::string& source_name);
+
 // A trained G2P model as stored in a checkpoint directory: config.json holds the model
 // config, both vocabularies and the run's config; model.safetensors the weights.
 struct G2PModel {
