@@ -7,6 +7,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "heed/tensor/allocator.h"
 #include "heed/tensor/random.h"
 #include "heed/tensor/strided.h"
 
@@ -76,13 +77,9 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
 
 // ---------------------------------------------------------------- storage
 
-Storage::Storage(size_t bytes) : bytes_(bytes) {
-  size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
-  data_ = std::aligned_alloc(64, rounded);
-  HEED_CHECK(data_ != nullptr, "tensor: out of memory allocating ", bytes, " bytes");
-}
+Storage::Storage(size_t bytes) : data_(memory::allocate(bytes)), bytes_(bytes) {}
 
-Storage::~Storage() { std::free(data_); }
+Storage::~Storage() { memory::release(data_, bytes_); }
 
 // ---------------------------------------------------------------- factories
 

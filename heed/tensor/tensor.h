@@ -25,7 +25,8 @@ int64_t shape_numel(std::span<const int64_t> shape);
 // Strides of a contiguous (row-major) tensor of this shape, in elements.
 Shape contiguous_strides(std::span<const int64_t> shape);
 
-// Raw memory, 64-byte aligned, freed when the last view goes.
+// Raw memory, 64-byte aligned, from heed/tensor/allocator.h's cache; given back when the
+// last view goes.
 class Storage {
  public:
   explicit Storage(size_t bytes);
