@@ -12,9 +12,12 @@ Tensor activate(const Tensor& x, Activation activation) {
 
 Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear2, Activation activation,
                     double dropout_p, bool training, uint64_t seed, uint64_t stream) {
-  Tensor h = activate(linear1.forward(x), activation);  // [..., C] -> [..., F]
+  const DropoutOptions drop{.p = dropout_p, .training = true, .seed = seed, .stream = stream};
+  Tensor h = linear1.forward(x);  // [..., C] -> [..., F]
   if (training && dropout_p > 0)
-    h = dropout(h, DropoutOptions{.p = dropout_p, .training = true, .seed = seed, .stream = stream});
+    h = activation == Activation::kRelu ? relu_dropout(h, drop) : dropout(activate(h, activation), drop);
+  else
+    h = activate(h, activation);
   return linear2.forward(h);  // [..., F] -> [..., C]
 }
 

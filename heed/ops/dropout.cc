@@ -3,6 +3,7 @@
 
 #include "heed/autograd/graph.h"
 #include "heed/kernels/cpu/dropout_cpu.h"
+#include "heed/ops/elementwise.h"
 
 namespace heed {
 
@@ -38,6 +39,32 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
   Tensor y = apply_mask(x, p);  // same shape as x
   // y = x * keep / (1 - p)  =>  g_x = g * keep / (1 - p): the same mask, regenerated from the counters.
   autograd::record("dropout", y, {x}, [p](const Tensor& g) { return std::vector<Tensor>{apply_mask(g, p)}; });
+  return y;
+}
+
+Tensor relu_dropout(const Tensor& x, const DropoutOptions& options) {
+  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
+             "relu_dropout: expected a f32 or f64 tensor, got ", x.str());
+  HEED_CHECK(options.p >= 0 && options.p <= 1, "relu_dropout: p = ", options.p, " for ", x.str(),
+             ", expected a probability in [0, 1]");
+  if (!options.training || options.p == 0 || options.p == 1) return dropout(relu(x), options);
+  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
+                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  Tensor xc = x.raw_contiguous();  // row-major: element i is index i
+  Tensor y = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), "relu_dropout", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::relu_dropout_apply(p, y.numel(), xc.data<T>(), y.data<T>());
+  });
+  autograd::record("relu_dropout", y, {x}, [y = y.detach(), scale = p.scale](const Tensor& g) {
+    Tensor gc = g.raw_contiguous();
+    Tensor gx = Tensor::empty(g.shape(), g.dtype());
+    dispatch_float(g.dtype(), "relu_dropout_backward", [&](auto tag) {
+      using T = decltype(tag);
+      kernels::cpu::relu_dropout_backward(scale, gx.numel(), y.data<T>(), gc.data<T>(), gx.data<T>());
+    });
+    return std::vector<Tensor>{gx};
+  });
   return y;
 }
 

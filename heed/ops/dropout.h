@@ -21,4 +21,9 @@ struct DropoutOptions {
 // itself; p = 1 gives zeros.
 Tensor dropout(const Tensor& x, const DropoutOptions& options);
 
+// dropout(relu(x), options) in one pass, bitwise equal to it in value and gradient; the
+// backward reads only the output (no random words drawn again). The feed-forward block's
+// hidden activation in training.
+Tensor relu_dropout(const Tensor& x, const DropoutOptions& options);
+
 }  // namespace heed

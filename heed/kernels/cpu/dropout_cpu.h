@@ -38,4 +38,36 @@ void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
     for (int64_t j = 0; j < m; ++j) yi[j] = (words[j] >> 8) >= threshold ? xi[j] * scale : T(0);
   }
 }
+
+// The feed-forward block's relu then dropout in one pass: y[i] = keep(i) ? max(x[i], 0) *
+// scale : 0, the same keep(i) as dropout_apply, so bitwise equal to relu followed by
+// dropout_apply (relu(NaN) = 0 as heed::relu gives it).
+template <class T>
+void relu_dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
+  const T scale = static_cast<T>(p.scale);
+  const uint32_t threshold = random::dropout_threshold(p.p);
+  const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
+    alignas(64) uint32_t words[kDropoutChunk];
+    philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
+    const T* xi = x + i0;
+    T* yi = y + i0;
+    for (int64_t j = 0; j < m; ++j) {
+      const T r = xi[j] > 0 ? xi[j] : T(0);
+      yi[j] = (words[j] >> 8) >= threshold ? r * scale : T(0);
+    }
+  }
+}
+
+// Its backward from the output alone: g_x[i] = y[i] > 0 ? g[i] * scale : 0 (y > 0 exactly
+// when the element was kept and x > 0, since scale >= 1), so no random words are drawn.
+template <class T>
+void relu_dropout_backward(double scale, int64_t n, const T* y, const T* g, T* gx) {
+  const T s = static_cast<T>(scale);
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t i = 0; i < n; ++i) gx[i] = y[i] > 0 ? g[i] * s : T(0);
+}
+
 }  // namespace heed::kernels::cpu
