@@ -1,7 +1,10 @@
 // The fused attention path: maps tensors and the mask vocabulary onto the CPU flash kernel
 // (online softmax, no [T, S] buffer), and records its backward, which recomputes the
 // probabilities block by block from the saved log-sum-exp.
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <vector>
 
 #include "heed/autograd/graph.h"
 #include "heed/kernels/cpu/flash_attention.h"
@@ -14,6 +17,29 @@ namespace {
 namespace kc = kernels::cpu;
 
 kc::Strides4 strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.stride(2), t.stride(3)}; }
+
+// A fresh 4-d tensor of `shape` laid out in memory in the dimension order of `like` when
+// `like` is a permuted dense view (the heads split [B, T, H, D] -> [B, H, T, D] of a
+// projection), contiguous otherwise. Outputs and gradients then come back in the layout
+// their producer used, so merging the heads (forward) and undoing the split (backward) are
+// views, not copies.
+Tensor empty_like_layout(const Shape& shape, const Tensor& like) {
+  std::array<int64_t, 4> order{0, 1, 2, 3};
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return like.stride(a) > like.stride(b); });
+  int64_t expected = 1;
+  for (int i = 3; i >= 0; --i) {
+    const int64_t d = order[i];
+    if (like.size(d) != 1 && like.stride(d) != expected) return Tensor::empty(shape);
+    expected *= like.size(d);
+  }
+  Shape physical(4);
+  std::vector<int64_t> logical(4);
+  for (int i = 0; i < 4; ++i) {
+    physical[i] = shape[order[i]];
+    logical[order[i]] = i;
+  }
+  return Tensor::empty(physical).raw_permute(logical);
+}
 
 // Tensors the kernel reads through raw pointers, kept alive with the params that point into them.
 struct FusedCall {
@@ -73,7 +99,7 @@ FusedCall make_call(const Tensor& q, const Tensor& k, const Tensor& v, const Att
     p.mask.additive_mask = c.additive.data<float>();
     p.mask.additive_strides = strides4(view);
   }
-  c.out = Tensor::empty({b, hq, t, dv});  // [B, Hq, T, Dv]
+  c.out = empty_like_layout({b, hq, t, dv}, q);  // [B, Hq, T, Dv], in q's memory order
   c.lse = Tensor::empty({b, hq, t});      // [B, Hq, T]
   p.out = c.out.data<float>();
   p.out_strides = strides4(c.out);
@@ -110,9 +136,10 @@ AttentionResult fused_attention(const Tensor& q, const Tensor& k, const Tensor& 
                    [call, mask_grad](const Tensor& g) {
                      const kc::FlashParams& p = call->params;
                      Tensor go = g.dtype() == DType::kF32 ? g : g.to(DType::kF32);
-                     Tensor gq = Tensor::empty(call->q.shape());  // [B, Hq, T, D]
-                     Tensor gk = Tensor::empty(call->k.shape());  // [B, Hkv, S, D]
-                     Tensor gv = Tensor::empty(call->v.shape());  // [B, Hkv, S, Dv]
+                     // Each in its input's memory order.
+                     Tensor gq = empty_like_layout(call->q.shape(), call->q);  // [B, Hq, T, D]
+                     Tensor gk = empty_like_layout(call->k.shape(), call->k);  // [B, Hkv, S, D]
+                     Tensor gv = empty_like_layout(call->v.shape(), call->v);  // [B, Hkv, S, Dv]
                      Tensor gm = mask_grad ? Tensor::empty(call->additive.shape()) : Tensor();
                      kc::FlashGrads grads{.grad_out = go.data<float>(), .grad_out_strides = strides4(go),
                                           .grad_q = gq.data<float>(), .grad_q_strides = strides4(gq),

@@ -101,6 +101,29 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{"one", 1, 1, 1, 1, 1, 1, 1}),
     [](const ::testing::TestParamInfo<FusedCase>& info) { return std::string(info.param.name); });
 
+// Inputs as a Transformer passes them: views [B, H, T, D] of [B, T, H, D] projections (and
+// a strided slice, which is not a permuted dense layout). Same values and gradients as the
+// composed path, and the output comes back in q's memory order, so merging the heads again
+// is a view.
+TEST(FusedAttention, HeadSplitViewsAndTheOutputsLayout) {
+  const int64_t b = 2, t = 7, s = 9, h = 3, d = 8;
+  auto run_path = [&](AttentionPath path) {
+    Tensor pq = Tensor::randn({b, t, h, d}, 1).requires_grad_(), pk = Tensor::randn({b, s, h, d}, 2).requires_grad_();
+    Tensor pv = Tensor::randn({b, s, 2 * h, d}, 3).requires_grad_();  // every other head: not dense
+    Tensor q = permute(pq, {0, 2, 1, 3}), k = permute(pk, {0, 2, 1, 3});
+    Tensor v = permute(slice(pv, 2, 0, 2 * h, 2), {0, 2, 1, 3});
+    AttentionOptions o;
+    o.path = path;
+    o.mask.causal = true;
+    AttentionResult r = attention(q, k, v, o);
+    sum(mul(r.out, Tensor::randn(r.out.shape(), 4))).backward();
+    return std::vector<Tensor>{r.out, pq.grad(), pk.grad(), pv.grad()};
+  };
+  std::vector<Tensor> f = run_path(AttentionPath::kFused), c = run_path(AttentionPath::kComposed);
+  for (size_t i = 0; i < f.size(); ++i) EXPECT_TRUE(all_close(f[i], c[i], kReduction)) << i;
+  EXPECT_TRUE(f[0].raw_permute({0, 2, 1, 3}).is_contiguous());
+}
+
 TEST(FusedAttention, AutoChoosesFusedAndExplicitFusedRejectsWhatItCannotDo) {
   Tensor q = Tensor::randn({1, 1, 3, 4}, 1), k = Tensor::randn({1, 1, 5, 4}, 2), v = Tensor::randn({1, 1, 5, 4}, 3);
   EXPECT_TRUE(fused_attention_applies(q, {}));
