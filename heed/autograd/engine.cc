@@ -16,6 +16,17 @@ thread_local bool t_grad_enabled = true;
 Tensor add_same_shape(const Tensor& a, const Tensor& b) {
   HEED_CHECK(a.shape() == b.shape(), "backward: gradient of shape ", shape_str(b.shape()),
              " cannot accumulate into ", shape_str(a.shape()));
+  if (a.dtype() == b.dtype() && a.is_contiguous() && b.is_contiguous()) {  // the usual case: one pass
+    Tensor out = Tensor::empty(a.shape(), a.dtype());
+    dispatch_float(out.dtype(), "backward", [&](auto tag) {
+      using T = decltype(tag);
+      const T *pa = a.data<T>(), *pb = b.data<T>();
+      T* o = out.data<T>();
+      const int64_t n = out.numel();
+      for (int64_t i = 0; i < n; ++i) o[i] = pa[i] + pb[i];
+    });
+    return out;
+  }
   Tensor out = a.clone_data();
   dispatch_float(out.dtype(), "backward", [&](auto tag) {
     using T = decltype(tag);
@@ -28,6 +39,16 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
   return out;
 }
 
+// True when `t` is the only handle to its impl and the only view of its storage, and is
+// contiguous from the storage's start: a gradient the engine alone holds (backward() moves
+// each gradient out of its table before applying a node), which a leaf may then keep as
+// its .grad. A gradient passed to several inputs (add's backward), a user's grad_root or a
+// slice of a larger gradient is shared and is copied instead, so in-place updates of one
+// .grad (clipping) never reach another.
+bool owns_its_memory(const Tensor& t) {
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0;
+}
+
 // Adds gradients into a leaf's .grad.
 struct AccumulateGrad final : Node {
   std::weak_ptr<TensorImpl> leaf;
@@ -36,10 +57,16 @@ struct AccumulateGrad final : Node {
     auto impl = leaf.lock();
     if (!impl) return {};
     Meta& meta = *impl->autograd;
-    Tensor g = grad.dtype() == impl->dtype ? grad : grad.to(impl->dtype);
-    HEED_CHECK(g.shape() == impl->shape, "backward: gradient of shape ", shape_str(g.shape()),
+    HEED_CHECK(grad.shape() == impl->shape, "backward: gradient of shape ", shape_str(grad.shape()),
                " for a leaf of shape ", shape_str(impl->shape));
-    meta.grad = meta.grad.defined() ? add_same_shape(meta.grad, g) : g.clone_data();
+    if (meta.grad.defined())
+      meta.grad = add_same_shape(meta.grad, grad.dtype() == impl->dtype ? grad : grad.to(impl->dtype));
+    else if (grad.dtype() != impl->dtype)
+      meta.grad = grad.to(impl->dtype);  // a fresh tensor
+    else if (owns_its_memory(grad))
+      meta.grad = grad;  // nothing else can see this buffer: keep it rather than copy it
+    else
+      meta.grad = grad.clone_data();
     return {};
   }
 };

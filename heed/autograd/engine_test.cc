@@ -21,6 +21,34 @@ TEST(Autograd, ChainAndAccumulation) {
   EXPECT_FALSE(x.grad().defined());
 }
 
+// A leaf may keep the engine's gradient buffer as its .grad without a copy only when
+// nothing else sees it: two leaves fed the same gradient (add's backward passes g to both),
+// a user's grad_root and a slice of a larger gradient must each get their own memory, so an
+// in-place change of one .grad (clipping) leaves the others alone.
+TEST(Autograd, LeafGradientsNeverShareMemory) {
+  Tensor a = Tensor::from_vector<double>({1, 2}, {2}).requires_grad_();
+  Tensor b = Tensor::from_vector<double>({3, 4}, {2}).requires_grad_();
+  Tensor seed = Tensor::from_vector<double>({10, 20}, {2});
+  autograd::backward(add(a, b), seed);
+  EXPECT_NE(a.grad().raw_data(), b.grad().raw_data());
+  EXPECT_NE(a.grad().raw_data(), seed.raw_data());
+  EXPECT_NE(b.grad().raw_data(), seed.raw_data());
+  a.grad().data<double>()[0] = -1;
+  EXPECT_EQ(b.grad().to_vector<double>(), (std::vector<double>{10, 20}));
+  EXPECT_EQ(seed.to_vector<double>(), (std::vector<double>{10, 20}));
+
+  // Two slices of one leaf's product: each gradient is a view into one buffer.
+  Tensor x = Tensor::from_vector<double>({1, 2, 3, 4}, {4}).requires_grad_();
+  Tensor y = Tensor::from_vector<double>({5, 6}, {2}).requires_grad_();
+  Tensor z = mul(x, 2.0);  // fresh gradient buffer for x
+  Tensor w = add(slice(z, 0, 0, 2), y);
+  sum(w).backward();
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 2, 0, 0}));
+  EXPECT_EQ(y.grad().to_vector<double>(), (std::vector<double>{1, 1}));
+  y.grad().data<double>()[0] = 7;
+  EXPECT_EQ(x.grad().to_vector<double>(), (std::vector<double>{2, 2, 0, 0}));
+}
+
 TEST(Autograd, DiamondGraphSumsBothPaths) {
   Tensor x = Tensor::from_vector<double>({2}, {1});
   x.requires_grad_();
