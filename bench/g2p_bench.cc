@@ -1,5 +1,7 @@
 // The G2P Transformer's speed, shaped like bench/peers/g2p_torch.py: d = 256, 4 heads, 3+3
-// post-norm layers, ff 1024, vocab 64, dropout 0.1. One Adam training step at B = 64,
+// post-norm layers, ff 1024, vocab 64, dropout 0.1 (on residual branches and embeddings, as
+// heed's G2P configs; /all_dropouts:1 also on attention weights and the feed-forward hidden
+// layer, as nn.Transformer's default). One Adam training step at B = 64,
 // S = T = 24 (target tokens/s), and greedy decoding of exactly 24 tokens with the key/value
 // cache at B = 1 and B = 64 (tokens/s).
 #include <benchmark/benchmark.h>
@@ -17,10 +19,14 @@ namespace {
 using heed::Tensor;
 constexpr int64_t kVocab = 64, kLen = 24;
 
-heed::models::TransformerSeq2SeqOptions g2p_options() {
+// all_dropouts: also drop attention weights and the feed-forward hidden layer, as
+// nn.Transformer(dropout=0.1) does; otherwise only residual branches and embeddings, as
+// heed's G2P configs train (attention_dropout = activation_dropout = 0).
+heed::models::TransformerSeq2SeqOptions g2p_options(bool all_dropouts = false) {
+  const double inner = all_dropouts ? 0.1 : 0.0;
   return {.src_vocab = kVocab, .tgt_vocab = kVocab, .d_model = 256, .heads = 4, .encoder_layers = 3,
-          .decoder_layers = 3, .ff_width = 1024, .dropout = 0.1, .norm_first = false,
-          .tie = heed::models::TieEmbeddings::kNone, .seed = 1};
+          .decoder_layers = 3, .ff_width = 1024, .dropout = 0.1, .attention_dropout = inner,
+          .activation_dropout = inner, .norm_first = false, .tie = heed::models::TieEmbeddings::kNone, .seed = 1};
 }
 
 // Deterministic token ids in [3, 63): no padding, no special tokens.
@@ -39,7 +45,8 @@ void shape_counters(benchmark::State& state, int64_t b, int64_t t) {
 
 void BM_G2pTrainStep(benchmark::State& state) {
   const int64_t b = 64;
-  heed::models::TransformerSeq2Seq model(g2p_options());
+  const bool all_dropouts = state.range(0) != 0;
+  heed::models::TransformerSeq2Seq model(g2p_options(all_dropouts));
   model.train();
   Tensor src = tokens(b, kLen, 1), tgt_in = tokens(b, kLen, 7), tgt_out = tokens(b, kLen, 11);
   Tensor lengths = Tensor::full({b}, kLen, heed::DType::kI64);
@@ -53,6 +60,8 @@ void BM_G2pTrainStep(benchmark::State& state) {
     adam.step();
   }
   shape_counters(state, b, kLen);
+  state.counters["attn_drop_pct"] = all_dropouts ? 10 : 0;  // g2p_torch.py --attn-dropout-pct
+  state.counters["ff_drop_pct"] = all_dropouts ? 10 : 0;    // g2p_torch.py --ff-dropout-pct
   state.counters["target_tokens/s"] =
       benchmark::Counter(static_cast<double>(b * kLen), benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -117,7 +126,7 @@ void BM_G2pDecoderWeightStream(benchmark::State& state) {
   state.counters["omp_threads"] = omp_get_max_threads();
 }
 
-BENCHMARK(BM_G2pTrainStep)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_G2pTrainStep)->ArgNames({"all_dropouts"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_G2pDecoderWeightStream)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_G2pGreedyDecode)->ArgNames({"B"})->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -41,7 +41,8 @@ ATTENTION_COUNTERS = ("B", "H", "L", "D")
 G2P_COUNTERS = ("B", "S", "T")
 # optional G2P model counters -> g2p_torch.py options
 G2P_MODEL_COUNTERS = {"C": "--d-model", "heads": "--heads", "enc_layers": "--enc-layers",
-                      "dec_layers": "--dec-layers", "ff": "--ff", "V": "--tgt-vocab", "src_V": "--src-vocab"}
+                      "dec_layers": "--dec-layers", "ff": "--ff", "V": "--tgt-vocab", "src_V": "--src-vocab",
+                      "attn_drop_pct": "--attn-dropout-pct", "ff_drop_pct": "--ff-dropout-pct"}
 
 TIME_UNIT_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 

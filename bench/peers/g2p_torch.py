@@ -32,6 +32,16 @@ class Seq2Seq(nn.Module):
         self.transformer = nn.Transformer(
             d_model=C, nhead=a.heads, num_encoder_layers=a.enc_layers, num_decoder_layers=a.dec_layers,
             dim_feedforward=a.ff, dropout=a.dropout, batch_first=True, norm_first=a.norm_first)
+        # Where dropout acts. nn.Transformer(dropout=p) drops attention weights and the
+        # feed-forward hidden layer too; heed's G2P recipe drops only residual branches and
+        # embeddings (attention_dropout = activation_dropout = 0), so both are selectable.
+        attn_p = a.dropout if a.attn_dropout_pct < 0 else a.attn_dropout_pct / 100
+        ff_p = a.dropout if a.ff_dropout_pct < 0 else a.ff_dropout_pct / 100
+        for layer in list(self.transformer.encoder.layers) + list(self.transformer.decoder.layers):
+            layer.self_attn.dropout = attn_p
+            if hasattr(layer, "multihead_attn"):
+                layer.multihead_attn.dropout = attn_p
+            layer.dropout.p = ff_p
         self.out = nn.Linear(C, a.tgt_vocab)
         self.drop = nn.Dropout(a.dropout)
         max_len = max(a.src_len, a.tgt_len + 1) + 1
@@ -122,6 +132,10 @@ def main():
     ap.add_argument("--src-vocab", type=int, default=64)
     ap.add_argument("--tgt-vocab", type=int, default=64)
     ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--attn-dropout-pct", type=int, default=-1,
+                    help="dropout on attention weights, in percent (default -1: --dropout, as nn.Transformer)")
+    ap.add_argument("--ff-dropout-pct", type=int, default=-1,
+                    help="dropout after the feed-forward activation, in percent (default -1: --dropout)")
     ap.add_argument("--norm-first", action="store_true", help="pre-norm layers (default post-norm, as nn.Transformer)")
     ap.add_argument("--batch", type=int, default=64, help="training batch size")
     ap.add_argument("--src-len", type=int, default=24)
@@ -144,7 +158,8 @@ def main():
     meta = peerlib.meta_record(torch, "g2p_torch.py", sys.argv[1:])
     meta["parameters"] = sum(p.numel() for p in model.parameters())
     meta["model"] = {k: getattr(a, k) for k in ("d_model", "heads", "enc_layers", "dec_layers", "ff",
-                                                "src_vocab", "tgt_vocab", "dropout", "norm_first")}
+                                                "src_vocab", "tgt_vocab", "dropout", "attn_dropout_pct",
+                                                "ff_dropout_pct", "norm_first")}
     peerlib.emit(meta)
     gen = torch.Generator().manual_seed(a.seed)
     for threads in peerlib.parse_int_list(a.threads):
