@@ -24,11 +24,17 @@ double grad_norm(const std::vector<Tensor>& params) {
   return std::sqrt(total);
 }
 
+double clip_coefficient(double norm, double max_norm) {
+  HEED_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  const double coef = max_norm / (norm + 1e-6);
+  return !std::isfinite(norm) || coef >= 1 ? 1.0 : coef;
+}
+
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm) {
   HEED_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
   const double norm = grad_norm(params);
-  const double coef = max_norm / (norm + 1e-6);
-  if (!std::isfinite(norm) || coef >= 1) return norm;
+  const double coef = clip_coefficient(norm, max_norm);
+  if (coef == 1.0) return norm;
   for (const Tensor& p : params) {
     Tensor g = p.grad();
     if (!g.defined()) continue;

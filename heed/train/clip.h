@@ -13,6 +13,11 @@ namespace heed::train {
 // gradient is scaled (the caller decides whether to skip the step).
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
+// The factor clip_grad_norm would scale the gradients by for this norm: max_norm /
+// (norm + 1e-6) when below 1, else 1 (also for a non-finite norm). Pass it to
+// Optimizer::step() to clip inside the update instead of in a separate pass.
+double clip_coefficient(double norm, double max_norm);
+
 // The global L2 norm of the gradients, without changing them.
 double grad_norm(const std::vector<Tensor>& params);
 

@@ -39,7 +39,7 @@ Optimizer::Optimizer(NamedTensors params, double lr) : lr_(lr) {
   }
 }
 
-void Optimizer::step() {
+void Optimizer::step(double grad_scale) {
   autograd::NoGradGuard no_grad;
   for (ParamState& s : states_) {
     Tensor g = s.param.grad();
@@ -47,7 +47,7 @@ void Optimizer::step() {
     HEED_CHECK(g.shape() == s.param.shape(), "optimizer: gradient ", g.str(), " of '", s.name,
                "' does not match the parameter ", s.param.str());
     ++s.step;
-    update(s, g.to(s.param.dtype()).raw_contiguous());
+    update(s, g.to(s.param.dtype()).raw_contiguous(), grad_scale);
   }
 }
 
@@ -111,7 +111,7 @@ std::vector<std::string> Sgd::buffer_names() const {
   return {"momentum_buffer"};
 }
 
-void Sgd::update(ParamState& s, const Tensor& grad) {
+void Sgd::update(ParamState& s, const Tensor& grad, double scale) {
   const SgdOptions& o = options_;
   const bool first = s.buffers.empty();  // PyTorch: buf = g on the first update
   Tensor buf = o.momentum != 0 ? s.buffer("momentum_buffer") : Tensor();
@@ -121,11 +121,13 @@ void Sgd::update(ParamState& s, const Tensor& grad) {
     const T* g = grad.data<T>();
     T* b = buf.defined() ? buf.data<T>() : nullptr;
     const T lr = static_cast<T>(lr_), wd = static_cast<T>(o.weight_decay), mom = static_cast<T>(o.momentum);
-    const T damp = static_cast<T>(1 - o.dampening);
+    const T damp = static_cast<T>(1 - o.dampening), gs = static_cast<T>(scale);
+    const bool scaled = scale != 1.0;
     const int64_t n = s.param.numel();
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) {
-      T d = g[i] + wd * p[i];
+      const T gi = scaled ? g[i] * gs : g[i];
+      T d = gi + wd * p[i];
       if (b != nullptr) {
         b[i] = first ? d : mom * b[i] + damp * d;
         d = o.nesterov ? d + mom * b[i] : b[i];
@@ -146,7 +148,7 @@ Adam::Adam(NamedTensors params, const AdamOptions& o) : Optimizer(std::move(para
 
 std::vector<std::string> Adam::buffer_names() const { return {"exp_avg", "exp_avg_sq"}; }
 
-void Adam::update(ParamState& s, const Tensor& grad) {
+void Adam::update(ParamState& s, const Tensor& grad, double scale) {
   const AdamOptions& o = options_;
   Tensor m = s.buffer("exp_avg"), v = s.buffer("exp_avg_sq");
   const double t = static_cast<double>(s.step);
@@ -161,10 +163,12 @@ void Adam::update(ParamState& s, const Tensor& grad) {
     const T step_size = static_cast<T>(lr_ / bias1), inv_bias2_sqrt = static_cast<T>(1 / bias2_sqrt);
     const T decay = static_cast<T>(o.decoupled_weight_decay ? 1 - lr_ * o.weight_decay : 1);
     const T l2 = static_cast<T>(o.decoupled_weight_decay ? 0 : o.weight_decay);
+    const T gs = static_cast<T>(scale);
+    const bool scaled = scale != 1.0;
     const int64_t n = s.param.numel();
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
     for (int64_t i = 0; i < n; ++i) {
-      const T gi = g[i] + l2 * p[i];
+      const T gi = (scaled ? g[i] * gs : g[i]) + l2 * p[i];
       pm[i] = b1 * pm[i] + (1 - b1) * gi;
       pv[i] = b2 * pv[i] + (1 - b2) * gi * gi;
       const T denom = std::sqrt(pv[i]) * inv_bias2_sqrt + eps;

@@ -23,8 +23,10 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   // One update from each parameter's gradient; parameters without a gradient are skipped
-  // (their state and step count do not move), as in PyTorch.
-  void step();
+  // (their state and step count do not move), as in PyTorch. Every gradient is multiplied
+  // by grad_scale first, inside the update's own pass (clip_coefficient() folded in: the
+  // same result, bit for bit, as scaling the gradients with clip_grad_norm and then step()).
+  void step(double grad_scale = 1.0);
   // Drops every parameter's gradient.
   void zero_grad() const;
 
@@ -44,8 +46,9 @@ class Optimizer {
     NamedTensors buffers;  // created lazily on the first step, in a fixed order
     Tensor& buffer(const std::string& key);
   };
-  // Updates one parameter given its contiguous gradient; state.step is already incremented.
-  virtual void update(ParamState& state, const Tensor& grad) = 0;
+  // Updates one parameter given its contiguous gradient, to be multiplied by `scale` (in the
+  // parameter's dtype) before use; state.step is already incremented.
+  virtual void update(ParamState& state, const Tensor& grad, double scale) = 0;
   // The buffers this optimiser keeps per parameter (for load_state of a fresh optimiser).
   virtual std::vector<std::string> buffer_names() const = 0;
 
@@ -68,7 +71,7 @@ class Sgd final : public Optimizer {
   Sgd(NamedTensors params, const SgdOptions& options);
 
  private:
-  void update(ParamState& state, const Tensor& grad) override;
+  void update(ParamState& state, const Tensor& grad, double scale) override;
   std::vector<std::string> buffer_names() const override;
   SgdOptions options_;
 };
@@ -90,7 +93,7 @@ class Adam final : public Optimizer {
   Adam(NamedTensors params, const AdamOptions& options);
 
  private:
-  void update(ParamState& state, const Tensor& grad) override;
+  void update(ParamState& state, const Tensor& grad, double scale) override;
   std::vector<std::string> buffer_names() const override;
   AdamOptions options_;
 };

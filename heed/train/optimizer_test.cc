@@ -8,6 +8,7 @@
 
 #include "heed/heed.h"
 #include "heed/testing/numerics.h"
+#include "heed/train/clip.h"
 
 namespace heed::train {
 namespace {
@@ -132,6 +133,53 @@ TEST(Optimizer, AdamMinimisesAQuadratic) {
   EXPECT_GT(first, 1.0);
   EXPECT_LT(last, 1e-6);
   EXPECT_TRUE(all_close(x, at, {1e-3, 0}));
+}
+
+// step(clip_coefficient(...)) (clipping folded into the update, what the trainer does) gives
+// the same parameters, bit for bit, as clip_grad_norm followed by step(), for each
+// optimiser, with and without weight decay, in f32 and f64, clipped and not clipped.
+TEST(Optimizer, ClippingFoldedIntoTheStepEqualsClippingFirst) {
+  auto run = [](DType dtype, bool folded, double max_norm, auto make) {
+    Tensor a = Tensor::from_vector(init_values(), {kN}).to(dtype).requires_grad_();
+    std::vector<double> vb = init_values();
+    for (double& v : vb) v *= -0.5;
+    Tensor b = Tensor::from_vector(vb, {kN}).to(dtype).requires_grad_();
+    auto opt = make(NamedTensors{{"a", a}, {"b", b}});
+    for (int t = 0; t < kSteps; ++t) {
+      set_grad(a, grad_values(t));
+      set_grad(b, grad_values(t + 7));
+      if (folded) {
+        opt->step(clip_coefficient(grad_norm({a, b}), max_norm));
+      } else {
+        clip_grad_norm({a, b}, max_norm);
+        opt->step();
+      }
+    }
+    return std::vector<Tensor>{a.detach(), b.detach()};
+  };
+  auto adam = [](NamedTensors p) { return std::make_unique<Adam>(std::move(p), AdamOptions{.lr = 0.1}); };
+  auto adamw = [](NamedTensors p) {
+    return std::make_unique<Adam>(std::move(p), AdamOptions{.lr = 0.1, .weight_decay = 0.05, .decoupled_weight_decay = true});
+  };
+  auto adam_l2 = [](NamedTensors p) { return std::make_unique<Adam>(std::move(p), AdamOptions{.lr = 0.1, .weight_decay = 0.05}); };
+  auto sgd = [](NamedTensors p) {
+    return std::make_unique<Sgd>(std::move(p), SgdOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.05});
+  };
+  for (DType dtype : {DType::kF32, DType::kF64})
+    for (double max_norm : {0.5, 1e6}) {  // clipped every step / never
+      auto check = [&](auto make, const char* name) {
+        std::vector<Tensor> x = run(dtype, false, max_norm, make), y = run(dtype, true, max_norm, make);
+        for (size_t i = 0; i < x.size(); ++i)
+          EXPECT_TRUE(bitwise_equal(x[i], y[i])) << name << " " << dtype_name(dtype) << " max_norm " << max_norm;
+      };
+      check(adam, "adam");
+      check(adamw, "adamw");
+      check(adam_l2, "adam+l2");
+      check(sgd, "sgd");
+    }
+  EXPECT_EQ(clip_coefficient(INFINITY, 1.0), 1.0);
+  EXPECT_EQ(clip_coefficient(0.5, 1.0), 1.0);
+  EXPECT_DOUBLE_EQ(clip_coefficient(4.0, 1.0), 1.0 / (4.0 + 1e-6));
 }
 
 TEST(Optimizer, SkipsParametersWithoutGradient) {

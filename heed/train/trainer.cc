@@ -112,10 +112,12 @@ double Seq2SeqTrainer::train_step(const data::Batch& b) {
   const double value = loss.item();
   loss.backward();
   std::vector<Tensor> params = model_.parameters();
-  last_grad_norm_ = options_.optim.clip_norm > 0 ? clip_grad_norm(params, options_.optim.clip_norm) : grad_norm(params);
+  last_grad_norm_ = grad_norm(params);
+  // Clipping is folded into the update (one pass over the gradients fewer).
+  const double clip = options_.optim.clip_norm > 0 ? clip_coefficient(last_grad_norm_, options_.optim.clip_norm) : 1.0;
   ++state_.step;
   optimizer_->set_lr(schedule_.lr(state_.step));
-  if (std::isfinite(last_grad_norm_)) optimizer_->step();  // a non-finite gradient skips the update
+  if (std::isfinite(last_grad_norm_)) optimizer_->step(clip);  // a non-finite gradient skips the update
   return value;
 }
 
