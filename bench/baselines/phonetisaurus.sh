@@ -7,7 +7,7 @@
 #
 # Needs ./build/heed and data/cmudict/cmudict.dict (scripts/main.sh makes both). Installs
 # the PyPI package `phonetisaurus` (prebuilt x86_64 binaries) into WORK_DIR/venv; never run
-# by CI. Training is single-threaded (~10-20 minutes here), then it decodes the 12,000 test
+# by CI. Training is single-threaded (110 s here on 2026-11-21), then it decodes the 12,000 test
 # words and scores them with `heed score` (heed's WER/PER definitions).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

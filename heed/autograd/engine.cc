@@ -40,13 +40,14 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
 }
 
 // True when `t` is the only handle to its impl and the only view of its storage, and is
-// contiguous from the storage's start: a gradient the engine alone holds (backward() moves
+// exactly its storage: a gradient the engine alone holds (backward() moves
 // each gradient out of its table before applying a node), which a leaf may then keep as
 // its .grad. A gradient passed to several inputs (add's backward), a user's grad_root or a
 // slice of a larger gradient is shared and is copied instead, so in-place updates of one
 // .grad (clipping) never reach another.
 bool owns_its_memory(const Tensor& t) {
-  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0;
+  return t.impl_ptr().use_count() == 1 && t.storage().use_count() == 1 && t.is_contiguous() && t.offset() == 0 &&
+         t.storage()->bytes() == static_cast<size_t>(t.numel()) * dtype_size(t.dtype());  // not a slice of a larger one
 }
 
 // Adds gradients into a leaf's .grad.

@@ -22,10 +22,16 @@ kc::Strides4 strides4(const Tensor& t) { return {t.stride(0), t.stride(1), t.str
 // `like` is a permuted dense view (the heads split [B, T, H, D] -> [B, H, T, D] of a
 // projection), contiguous otherwise. Outputs and gradients then come back in the layout
 // their producer used, so merging the heads (forward) and undoing the split (backward) are
-// views, not copies.
+// views, not copies. Size-1 dimensions of `like` (whose strides mean nothing) keep their
+// logical places.
 Tensor empty_like_layout(const Shape& shape, const Tensor& like) {
-  std::array<int64_t, 4> order{0, 1, 2, 3};
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return like.stride(a) > like.stride(b); });
+  std::array<int64_t, 4> order{0, 1, 2, 3};  // order[i]: the dimension at memory position i
+  std::vector<int64_t> moving;                // dimensions of size > 1, in logical order
+  for (int64_t d = 0; d < 4; ++d)
+    if (like.size(d) != 1) moving.push_back(d);
+  std::vector<int64_t> sorted = moving;
+  std::stable_sort(sorted.begin(), sorted.end(), [&](int64_t a, int64_t b) { return like.stride(a) > like.stride(b); });
+  for (size_t i = 0; i < moving.size(); ++i) order[moving[i]] = sorted[i];
   int64_t expected = 1;
   for (int i = 3; i >= 0; --i) {
     const int64_t d = order[i];
@@ -33,7 +39,7 @@ Tensor empty_like_layout(const Shape& shape, const Tensor& like) {
     expected *= like.size(d);
   }
   Shape physical(4);
-  std::vector<int64_t> logical(4);
+  std::vector<int64_t> logical(4);  // logical[d]: the memory position of dimension d
   for (int i = 0; i < 4; ++i) {
     physical[i] = shape[order[i]];
     logical[order[i]] = i;

@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "heed/autograd/graph.h"
 #include "heed/heed.h"
 #include "heed/ops/attention.h"
 #include "heed/testing/numerics.h"
@@ -101,16 +102,28 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{"one", 1, 1, 1, 1, 1, 1, 1}),
     [](const ::testing::TestParamInfo<FusedCase>& info) { return std::string(info.param.name); });
 
-// Inputs as a Transformer passes them: views [B, H, T, D] of [B, T, H, D] projections (and
-// a strided slice, which is not a permuted dense layout). Same values and gradients as the
-// composed path, and the output comes back in q's memory order, so merging the heads again
-// is a view.
+// An identity op whose backward notes the strides of the gradient it receives.
+Tensor stride_probe(const Tensor& x, Shape* seen) {
+  Tensor out = x.detach();
+  autograd::record("stride_probe", out, {x}, [seen](const Tensor& g) {
+    *seen = g.strides();
+    return std::vector<Tensor>{g};
+  });
+  return out;
+}
+
+// Inputs as a Transformer passes them: views [B, H, T, D] of [B, T, H, D] projections, one
+// of [T, B, H, D] (a permutation that is not its own inverse) and a strided slice (not a
+// permuted dense layout). Same values and gradients as the composed path; the output and
+// the gradients come back in their inputs' memory order, so merging the heads again is a view.
 TEST(FusedAttention, HeadSplitViewsAndTheOutputsLayout) {
   const int64_t b = 2, t = 7, s = 9, h = 3, d = 8;
+  Shape q_grad_strides, k_grad_strides;
   auto run_path = [&](AttentionPath path) {
-    Tensor pq = Tensor::randn({b, t, h, d}, 1).requires_grad_(), pk = Tensor::randn({b, s, h, d}, 2).requires_grad_();
+    Tensor pq = Tensor::randn({t, b, h, d}, 1).requires_grad_(), pk = Tensor::randn({b, s, h, d}, 2).requires_grad_();
     Tensor pv = Tensor::randn({b, s, 2 * h, d}, 3).requires_grad_();  // every other head: not dense
-    Tensor q = permute(pq, {0, 2, 1, 3}), k = permute(pk, {0, 2, 1, 3});
+    Tensor q = stride_probe(permute(pq, {1, 2, 0, 3}), &q_grad_strides);
+    Tensor k = stride_probe(permute(pk, {0, 2, 1, 3}), &k_grad_strides);
     Tensor v = permute(slice(pv, 2, 0, 2 * h, 2), {0, 2, 1, 3});
     AttentionOptions o;
     o.path = path;
@@ -119,9 +132,11 @@ TEST(FusedAttention, HeadSplitViewsAndTheOutputsLayout) {
     sum(mul(r.out, Tensor::randn(r.out.shape(), 4))).backward();
     return std::vector<Tensor>{r.out, pq.grad(), pk.grad(), pv.grad()};
   };
-  std::vector<Tensor> f = run_path(AttentionPath::kFused), c = run_path(AttentionPath::kComposed);
+  std::vector<Tensor> c = run_path(AttentionPath::kComposed), f = run_path(AttentionPath::kFused);
   for (size_t i = 0; i < f.size(); ++i) EXPECT_TRUE(all_close(f[i], c[i], kReduction)) << i;
-  EXPECT_TRUE(f[0].raw_permute({0, 2, 1, 3}).is_contiguous());
+  EXPECT_TRUE(f[0].raw_permute({2, 0, 1, 3}).is_contiguous());  // out [B, H, T, D] stored as [T, B, H, D]
+  EXPECT_EQ(q_grad_strides, (Shape{h * d, d, b * h * d, 1}));     // grad q stored as [T, B, H, D]
+  EXPECT_EQ(k_grad_strides, (Shape{s * h * d, d, h * d, 1}));     // grad k stored as [B, S, H, D]
 }
 
 TEST(FusedAttention, AutoChoosesFusedAndExplicitFusedRejectsWhatItCannotDo) {

@@ -57,6 +57,8 @@ Tensor relu_dropout(const Tensor& x, const DropoutOptions& options) {
     kernels::cpu::relu_dropout_apply(p, y.numel(), xc.data<T>(), y.data<T>());
   });
   autograd::record("relu_dropout", y, {x}, [y = y.detach(), scale = p.scale](const Tensor& g) {
+    HEED_CHECK(g.dtype() == y.dtype() && g.shape() == y.shape(), "relu_dropout: backward got gradient ", g.str(),
+               " for an output ", y.str(), "; expected the same shape and dtype");
     Tensor gc = g.raw_contiguous();
     Tensor gx = Tensor::empty(g.shape(), g.dtype());
     dispatch_float(g.dtype(), "relu_dropout_backward", [&](auto tag) {

@@ -110,10 +110,14 @@ TEST(Dropout, ReluDropoutIsBitwiseReluThenDropout) {
     const DropoutOptions o{.p = 0.3, .seed = 21, .stream = 5};
     for (bool transposed : {false, true}) {
       Tensor base = Tensor::randn({37, 61}, 11, dtype);
-      const double specials[] = {0.0, -0.0, std::nan(""), INFINITY, -INFINITY};
+      // Whole rows of each special value (so each is kept and dropped many times), a
+      // positive denormal among them.
+      const double denormal = dtype == DType::kF32 ? 1e-40 : 1e-310;
+      const double specials[] = {0.0, -0.0, std::nan(""), INFINITY, -INFINITY, denormal, -denormal};
       dispatch_float(dtype, "test", [&](auto tag) {
         using T = decltype(tag);
-        for (int i = 0; i < 5; ++i) base.data<T>()[100 * i + 3] = static_cast<T>(specials[i]);
+        for (int r = 0; r < 7; ++r)
+          for (int64_t j = 0; j < 61; ++j) base.data<T>()[(3 + 4 * r) * 61 + j] = static_cast<T>(specials[r]);
       });
       Tensor x1 = base.clone_data().requires_grad_(true), x2 = base.clone_data().requires_grad_(true);
       Tensor in1 = transposed ? transpose(x1, 0, 1) : x1, in2 = transposed ? transpose(x2, 0, 1) : x2;

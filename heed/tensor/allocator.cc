@@ -16,11 +16,15 @@ namespace {
 constexpr size_t kAlign = 64;
 constexpr size_t kSmall = 4096;  // below this, classes are every 64 bytes
 
+constexpr size_t kLargest = size_t{1} << 62;
+
+// HEED_ALLOCATOR_CACHE_MB when it is a plain decimal number of MiB, else 1 GiB.
 size_t default_limit() {
   if (const char* env = std::getenv("HEED_ALLOCATOR_CACHE_MB")) {
     char* end = nullptr;
     const unsigned long long mb = std::strtoull(env, &end, 10);
-    if (end != env && *end == '\0') return static_cast<size_t>(mb) << 20;
+    if (env[0] >= '0' && env[0] <= '9' && end != env && *end == '\0' && mb <= (kLargest >> 20))
+      return static_cast<size_t>(mb) << 20;
   }
   return size_t{1} << 30;
 }
@@ -57,6 +61,7 @@ Cache& cache() {
 }  // namespace
 
 size_t size_class(size_t bytes) {
+  HEED_CHECK(bytes <= kLargest, "tensor: cannot allocate ", bytes, " bytes (more than 2^62; an overflowed size?)");
   if (bytes <= kSmall) return (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
   // Four classes per power of two: 2^k, 1.25 * 2^k, 1.5 * 2^k, 1.75 * 2^k.
   const size_t high = std::bit_floor(bytes);
@@ -88,17 +93,19 @@ void* allocate(size_t bytes) {
   return block;
 }
 
-void release(void* block, size_t bytes) {
+void release(void* block, size_t bytes) noexcept {
   if (block == nullptr) return;
-  const size_t cls = size_class(bytes);
+  const size_t cls = size_class(bytes);  // cannot throw: allocate() accepted `bytes`
   Cache& c = cache();
-  {
+  try {
     std::lock_guard<std::mutex> lock(c.mu);
-    if (c.cached + cls <= c.limit) {
+    if (cls <= c.limit) {
+      if (c.cached + cls > c.limit) c.trim_to(c.limit - cls);  // cached blocks make room
       c.free[cls].push_back(block);
       c.cached += cls;
       return;
     }
+  } catch (...) {  // no memory for the free list itself: give the block back instead
   }
   std::free(block);
 }

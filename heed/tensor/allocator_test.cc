@@ -5,8 +5,11 @@
 #include <omp.h>
 
 #include <cstdint>
+#include <cstring>
+#include <thread>
 #include <vector>
 
+#include "heed/tensor/error.h"
 #include "heed/tensor/tensor.h"
 
 namespace heed::memory {
@@ -73,7 +76,28 @@ TEST(Allocator, TheLimitBoundsWhatIsKept) {
   empty_cache();
 }
 
-TEST(Allocator, TensorsReuseMemoryAndKeepTheirContents) {
+TEST(Allocator, ANewSizeEvictsCachedBlocksWhenTheCacheIsFull) {
+  LimitGuard guard;
+  empty_cache();
+  set_cache_limit(2 * size_class(10'000));
+  void* a1 = allocate(10'000);
+  void* a2 = allocate(10'000);
+  release(a1, 10'000);
+  release(a2, 10'000);
+  EXPECT_EQ(cache_stats().cached_bytes, 2 * size_class(10'000));
+  void* b = allocate(9'000);  // another class: a miss
+  release(b, 9'000);          // kept; a 10,000-byte block makes room
+  EXPECT_LE(cache_stats().cached_bytes, 2 * size_class(10'000));
+  const int64_t hits = cache_stats().hits;
+  void* b2 = allocate(9'000);
+  EXPECT_EQ(b2, b);
+  EXPECT_EQ(cache_stats().hits, hits + 1);
+  release(b2, 9'000);
+  empty_cache();
+  EXPECT_THROW(allocate(~size_t{0} - 10), Error);  // an overflowed size is an error, not a tiny block
+}
+
+TEST(Allocator, TensorsReuseFreedBlocks) {
   LimitGuard guard;
   set_cache_limit(size_t{64} << 20);
   empty_cache();
@@ -82,28 +106,32 @@ TEST(Allocator, TensorsReuseMemoryAndKeepTheirContents) {
     Tensor t = Tensor::full({37, 53}, 2.5);
     first = t.raw_data();
   }
-  Tensor u = Tensor::zeros({53, 37});  // same bytes: the same block, zeroed
+  Tensor u = Tensor::zeros({53, 37});  // same bytes: the same block, zeroed by zeros()
   EXPECT_EQ(u.raw_data(), first);
   for (int64_t i = 0; i < u.numel(); ++i) ASSERT_EQ(u.data<float>()[i], 0.0f);
   Tensor v = Tensor::full({37, 53}, 1.0);  // the first block is in use: a different one
   EXPECT_NE(v.raw_data(), u.raw_data());
 }
 
+// Threads fill whole blocks with their own byte and check them after other threads had
+// time to run: two threads handed the same block would overwrite each other.
 TEST(Allocator, ManyThreadsAllocateAndReleaseConcurrently) {
   LimitGuard guard;
   set_cache_limit(size_t{16} << 20);
-#pragma omp parallel num_threads(4)
+  int64_t corrupted = 0;
+#pragma omp parallel num_threads(4) reduction(+ : corrupted)
   {
     const int t = omp_get_thread_num();
-    for (int i = 0; i < 2000; ++i) {
+    for (int i = 0; i < 500; ++i) {
       const size_t bytes = 64 + static_cast<size_t>((i * 7919 + t * 104729) % 50'000);
       auto* p = static_cast<unsigned char*>(allocate(bytes));
-      p[0] = static_cast<unsigned char>(t);
-      p[bytes - 1] = static_cast<unsigned char>(i);
-      EXPECT_EQ(p[0], static_cast<unsigned char>(t));
+      std::memset(p, t + 1, bytes);
+      std::this_thread::yield();
+      for (size_t j = 0; j < bytes; ++j) corrupted += p[j] != t + 1;
       release(p, bytes);
     }
   }
+  EXPECT_EQ(corrupted, 0);
   EXPECT_LE(cache_stats().cached_bytes, size_t{16} << 20);
   empty_cache();
 }

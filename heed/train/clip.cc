@@ -25,7 +25,7 @@ double grad_norm(const std::vector<Tensor>& params) {
 }
 
 double clip_coefficient(double norm, double max_norm) {
-  HEED_CHECK(max_norm > 0, "clip_grad_norm: max_norm must be > 0, got ", max_norm);
+  HEED_CHECK(max_norm > 0, "clip_coefficient: max_norm must be > 0, got ", max_norm);
   const double coef = max_norm / (norm + 1e-6);
   return !std::isfinite(norm) || coef >= 1 ? 1.0 : coef;
 }

@@ -40,6 +40,8 @@ Optimizer::Optimizer(NamedTensors params, double lr) : lr_(lr) {
 }
 
 void Optimizer::step(double grad_scale) {
+  HEED_CHECK(std::isfinite(grad_scale) && grad_scale >= 0, "optimizer: step(grad_scale) needs a finite scale >= 0, got ",
+             grad_scale);
   autograd::NoGradGuard no_grad;
   for (ParamState& s : states_) {
     Tensor g = s.param.grad();

@@ -62,7 +62,9 @@ void relu_dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
 }
 
 // Its backward from the output alone: g_x[i] = y[i] > 0 ? g[i] * scale : 0 (y > 0 exactly
-// when the element was kept and x > 0, since scale >= 1), so no random words are drawn.
+// when the element was kept and x > 0, since scale >= 1 keeps even a denormal x positive),
+// so no random words are drawn. (With flush-to-zero on and denormals-are-zero off, which
+// heed never sets, a kept denormal x would give y = 0 and a zero gradient here.)
 template <class T>
 void relu_dropout_backward(double scale, int64_t n, const T* y, const T* g, T* gx) {
   const T s = static_cast<T>(scale);
