@@ -22,9 +22,10 @@ namespace heed::nn {
 
 namespace {
 
-Tensor residual_dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream) {
-  if (!training || p == 0) return x;
-  return dropout(x, DropoutOptions{.p = p, .training = true, .seed = seed, .stream = stream});
+// x + dropout(branch): a residual connection, the dropout and the add in one pass in training.
+Tensor residual(const Tensor& x, const Tensor& branch, double p, bool training, uint64_t seed, uint64_t stream) {
+  if (!training || p == 0) return add(x, branch);
+  return dropout_add(x, branch, DropoutOptions{.p = p, .training = true, .seed = seed, .stream = stream});
 }
 
 // Dropout streams inside one layer (offsets from TransformerLayerOptions::stream).
@@ -181,20 +182,21 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
 Tensor TransformerEncoderLayer::forward(const Tensor& x, const AttentionMask& mask, uint64_t seed) const {
   const TransformerLayerOptions& o = options_;
   const bool tr = training();
-  auto attn = [&](const Tensor& h) {
-    return residual_dropout(self_attn_->forward_self(h, mask, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
+  // r + dropout(block(h)) for each sub-block.
+  auto attn = [&](const Tensor& r, const Tensor& h) {
+    return residual(r, self_attn_->forward_self(h, mask, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
   };
-  auto ff = [&](const Tensor& h) {
+  auto ff = [&](const Tensor& r, const Tensor& h) {
     Tensor y = feed_forward(h, *linear1_, *linear2_, o.activation, o.activation_dropout, tr, seed,
                             o.stream + kFeedForwardHidden);
-    return residual_dropout(y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
+    return residual(r, y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
   };
   if (o.norm_first) {
-    Tensor h = add(x, attn(norm1_->forward(x)));  // [B, S, C]
-    return add(h, ff(norm2_->forward(h)));
+    Tensor h = attn(x, norm1_->forward(x));  // [B, S, C]
+    return ff(h, norm2_->forward(h));
   }
-  Tensor h = norm1_->forward(add(x, attn(x)));
-  return norm2_->forward(add(h, ff(h)));
+  Tensor h = norm1_->forward(attn(x, x));
+  return norm2_->forward(ff(h, h));
 }
 
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& o) : options_(o) {
@@ -213,12 +215,12 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   norm3_ = register_module("norm3", std::make_shared<LayerNorm>(ln));
 }
 
-Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& h, uint64_t seed) const {
+Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& r, const Tensor& h, uint64_t seed) const {
   const TransformerLayerOptions& o = options_;
   const bool tr = training();
   Tensor y = feed_forward(h, *linear1_, *linear2_, o.activation, o.activation_dropout, tr, seed,
                           o.stream + kFeedForwardHidden);
-  return residual_dropout(y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
+  return residual(r, y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
 }
 
 Tensor TransformerDecoderLayer::forward(const Tensor& x, const Tensor& memory, const AttentionMask& memory_mask,
@@ -226,21 +228,22 @@ Tensor TransformerDecoderLayer::forward(const Tensor& x, const Tensor& memory, c
   const TransformerLayerOptions& o = options_;
   const bool tr = training();
   const AttentionMask causal{.causal = true};
-  auto self_block = [&](const Tensor& h) {
-    return residual_dropout(self_attn_->forward_self(h, causal, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
+  // r + dropout(block(h)) for each sub-block.
+  auto self_block = [&](const Tensor& r, const Tensor& h) {
+    return residual(r, self_attn_->forward_self(h, causal, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
   };
-  auto cross_block = [&](const Tensor& h) {
-    return residual_dropout(multihead_attn_->forward_cross(h, memory, memory_mask, seed), o.dropout, tr, seed,
-                            o.stream + kCrossAttnOut);
+  auto cross_block = [&](const Tensor& r, const Tensor& h) {
+    return residual(r, multihead_attn_->forward_cross(h, memory, memory_mask, seed), o.dropout, tr, seed,
+                    o.stream + kCrossAttnOut);
   };
   if (o.norm_first) {
-    Tensor h = add(x, self_block(norm1_->forward(x)));  // [B, T, C]
-    h = add(h, cross_block(norm2_->forward(h)));
-    return add(h, feed_forward_block(norm3_->forward(h), seed));
+    Tensor h = self_block(x, norm1_->forward(x));  // [B, T, C]
+    h = cross_block(h, norm2_->forward(h));
+    return feed_forward_block(h, norm3_->forward(h), seed);
   }
-  Tensor h = norm1_->forward(add(x, self_block(x)));
-  h = norm2_->forward(add(h, cross_block(h)));
-  return norm3_->forward(add(h, feed_forward_block(h, seed)));
+  Tensor h = norm1_->forward(self_block(x, x));
+  h = norm2_->forward(cross_block(h, h));
+  return norm3_->forward(feed_forward_block(h, h, seed));
 }
 
 void TransformerDecoderLayer::start(const Tensor& memory, DecoderLayerCache& cache) const {

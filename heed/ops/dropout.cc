@@ -42,6 +42,29 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
   return y;
 }
 
+Tensor dropout_add(const Tensor& residual, const Tensor& x, const DropoutOptions& options) {
+  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
+             "dropout_add: expected a f32 or f64 tensor, got ", x.str());
+  HEED_CHECK(options.p >= 0 && options.p <= 1, "dropout_add: p = ", options.p, " for ", x.str(),
+             ", expected a probability in [0, 1]");
+  if (!options.training || options.p == 0 || options.p == 1 || !residual.defined() ||
+      residual.shape() != x.shape() || residual.dtype() != x.dtype())
+    return add(residual, dropout(x, options));
+  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
+                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  Tensor rc = residual.raw_contiguous(), xc = x.raw_contiguous();  // row-major: element i is index i
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  dispatch_float(x.dtype(), "dropout_add", [&](auto tag) {
+    using T = decltype(tag);
+    kernels::cpu::dropout_add_apply(p, out.numel(), rc.data<T>(), xc.data<T>(), out.data<T>());
+  });
+  // g_residual = g; g_x = the same mask on g, regenerated from the counters.
+  autograd::record("dropout_add", out, {residual, x}, [p](const Tensor& g) {
+    return std::vector<Tensor>{g, apply_mask(g, p)};
+  });
+  return out;
+}
+
 Tensor relu_dropout(const Tensor& x, const DropoutOptions& options) {
   HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
              "relu_dropout: expected a f32 or f64 tensor, got ", x.str());

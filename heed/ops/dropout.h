@@ -21,6 +21,10 @@ struct DropoutOptions {
 // itself; p = 1 gives zeros.
 Tensor dropout(const Tensor& x, const DropoutOptions& options);
 
+// add(residual, dropout(x, options)) in one pass when both have the same shape (else the
+// two ops), bitwise equal to them in value and gradients: a Transformer's residual branch.
+Tensor dropout_add(const Tensor& residual, const Tensor& x, const DropoutOptions& options);
+
 // dropout(relu(x), options) in one pass, bitwise equal to it in value and gradient; the
 // backward reads only the output (no random words drawn again). The feed-forward block's
 // hidden activation in training.

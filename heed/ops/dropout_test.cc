@@ -138,6 +138,40 @@ TEST(Dropout, ReluDropoutIsBitwiseReluThenDropout) {
   EXPECT_THROW(relu_dropout(x, {.p = -0.1}), Error);
 }
 
+// The residual connection's fused dropout + add against the two ops: same values and both
+// gradients, bit for bit, f32 and f64, awkward sizes, a transposed branch; broadcasting,
+// evaluation and p = 0 / 1 take the composed path.
+TEST(Dropout, DropoutAddIsBitwiseDropoutThenAdd) {
+  for (DType dtype : {DType::kF32, DType::kF64}) {
+    const DropoutOptions o{.p = 0.1, .seed = 8, .stream = 3};
+    for (bool transposed : {false, true}) {
+      Tensor rb = Tensor::randn({29, 67}, 13, dtype), xb = Tensor::randn({29, 67}, 14, dtype);
+      Tensor r1 = rb.clone_data().requires_grad_(true), r2 = rb.clone_data().requires_grad_(true);
+      Tensor x1 = xb.clone_data().requires_grad_(true), x2 = xb.clone_data().requires_grad_(true);
+      Tensor in1 = transposed ? transpose(x1, 0, 1) : x1, in2 = transposed ? transpose(x2, 0, 1) : x2;
+      Tensor res1 = transposed ? transpose(r1, 0, 1) : r1, res2 = transposed ? transpose(r2, 0, 1) : r2;
+      Tensor fused = dropout_add(res1, in1, o);
+      Tensor composed = add(res2, dropout(in2, o));
+      EXPECT_TRUE(bitwise_equal(fused, composed)) << dtype_name(dtype) << " transposed=" << transposed;
+      Tensor up = Tensor::randn(fused.shape(), 15, dtype);
+      sum(mul(fused, up)).backward();
+      sum(mul(composed, up)).backward();
+      EXPECT_TRUE(bitwise_equal(x1.grad(), x2.grad())) << dtype_name(dtype);
+      EXPECT_TRUE(bitwise_equal(r1.grad(), r2.grad())) << dtype_name(dtype);
+    }
+  }
+  Tensor r = testing::rand_param({4, 9}, 7), x = testing::rand_param({4, 9}, 8), row = testing::rand_param({9}, 9);
+  for (DropoutOptions o : {DropoutOptions{.p = 0.3, .training = false}, DropoutOptions{.p = 0.0},
+                           DropoutOptions{.p = 1.0}, DropoutOptions{.p = 0.3, .seed = 2}})
+    EXPECT_TRUE(bitwise_equal(dropout_add(r, x, o), add(r, dropout(x, o))));
+  const DropoutOptions o{.p = 0.3, .seed = 2};
+  EXPECT_TRUE(bitwise_equal(dropout_add(row, x, o), add(row, dropout(x, o))));  // broadcast: the two ops
+  EXPECT_THROW(dropout_add(r, x, {.p = 1.5}), Error);
+  EXPECT_TRUE(testing::gradcheck(
+      [o](const std::vector<Tensor>& a) { return dropout_add(a[0], a[1], o); },
+      {testing::rand_param({5, 7}, 10), testing::rand_param({5, 7}, 11)}));
+}
+
 TEST(Dropout, ReluDropoutGradientCheck) {
   const DropoutOptions o{.p = 0.25, .seed = 3, .stream = 2};
   EXPECT_TRUE(testing::gradcheck([o](const std::vector<Tensor>& x) { return relu_dropout(x[0], o); },

@@ -39,6 +39,29 @@ void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
   }
 }
 
+// A residual connection's dropout and add in one pass: out[i] = r[i] + (keep(i) ? x[i] *
+// scale : 0), the same keep(i) and the same two roundings as dropout_apply followed by an
+// add (the file that instantiates it is built without FMA contraction).
+template <class T>
+void dropout_add_apply(const DropoutParams& p, int64_t n, const T* r, const T* x, T* out) {
+  const T scale = static_cast<T>(p.scale);
+  const uint32_t threshold = random::dropout_threshold(p.p);
+  const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
+#pragma omp parallel for schedule(static) if (n > kParallelGrain)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
+    alignas(64) uint32_t words[kDropoutChunk];
+    philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
+    const T* ri = r + i0;
+    const T* xi = x + i0;
+    T* oi = out + i0;
+    for (int64_t j = 0; j < m; ++j) {
+      const T dropped = (words[j] >> 8) >= threshold ? xi[j] * scale : T(0);
+      oi[j] = ri[j] + dropped;
+    }
+  }
+}
+
 // The feed-forward block's relu then dropout in one pass: y[i] = keep(i) ? max(x[i], 0) *
 // scale : 0, the same keep(i) as dropout_apply, so bitwise equal to relu followed by
 // dropout_apply (relu(NaN) = 0 as heed::relu gives it).
