@@ -18,14 +18,14 @@ struct DropoutParams {
   double scale = 1;  // kept values are multiplied by this (1 / (1 - p))
 };
 
-// y[i] = keep(i) ? x[i] * scale : 0 for i < n. Applying it to a gradient gives the backward.
-// Words come from philox_words (16 blocks per AVX-512 pass) in chunks of kDropoutChunk
-// elements and are compared with random::dropout_threshold(p).
+// The mask: calls body(i0, m, keep) for consecutive chunks [i0, i0 + m) of [0, n), where
+// keep[j] says whether element i0 + j is kept. Words come from philox_words (16 blocks per
+// AVX-512 pass) in chunks of kDropoutChunk elements and are compared with
+// random::dropout_threshold(p). Chunks run in parallel above kParallelGrain elements.
 inline constexpr int64_t kDropoutChunk = 1024;  // elements; a multiple of 64
 
-template <class T>
-void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
-  const T scale = static_cast<T>(p.scale);
+template <class Body>
+void for_each_dropout_chunk(const DropoutParams& p, int64_t n, Body body) {
   const uint32_t threshold = random::dropout_threshold(p.p);
   const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
@@ -33,10 +33,19 @@ void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
     const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
     alignas(64) uint32_t words[kDropoutChunk];
     philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
-    const T* xi = x + i0;
-    T* yi = y + i0;
-    for (int64_t j = 0; j < m; ++j) yi[j] = (words[j] >> 8) >= threshold ? xi[j] * scale : T(0);
+    alignas(64) bool keep[kDropoutChunk];
+    for (int64_t j = 0; j < m; ++j) keep[j] = (words[j] >> 8) >= threshold;
+    body(i0, m, keep);
   }
+}
+
+// y[i] = keep(i) ? x[i] * scale : 0 for i < n. Applying it to a gradient gives the backward.
+template <class T>
+void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
+  const T scale = static_cast<T>(p.scale);
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
+    for (int64_t j = 0; j < m; ++j) y[i0 + j] = keep[j] ? x[i0 + j] * scale : T(0);
+  });
 }
 
 // A residual connection's dropout and add in one pass: out[i] = r[i] + (keep(i) ? x[i] *
@@ -45,21 +54,12 @@ void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
 template <class T>
 void dropout_add_apply(const DropoutParams& p, int64_t n, const T* r, const T* x, T* out) {
   const T scale = static_cast<T>(p.scale);
-  const uint32_t threshold = random::dropout_threshold(p.p);
-  const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
-    alignas(64) uint32_t words[kDropoutChunk];
-    philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
-    const T* ri = r + i0;
-    const T* xi = x + i0;
-    T* oi = out + i0;
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
     for (int64_t j = 0; j < m; ++j) {
-      const T dropped = (words[j] >> 8) >= threshold ? xi[j] * scale : T(0);
-      oi[j] = ri[j] + dropped;
+      const T dropped = keep[j] ? x[i0 + j] * scale : T(0);
+      out[i0 + j] = r[i0 + j] + dropped;
     }
-  }
+  });
 }
 
 // The feed-forward block's relu then dropout in one pass: y[i] = keep(i) ? max(x[i], 0) *
@@ -68,20 +68,12 @@ void dropout_add_apply(const DropoutParams& p, int64_t n, const T* r, const T* x
 template <class T>
 void relu_dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
   const T scale = static_cast<T>(p.scale);
-  const uint32_t threshold = random::dropout_threshold(p.p);
-  const int64_t chunks = (n + kDropoutChunk - 1) / kDropoutChunk;
-#pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t c = 0; c < chunks; ++c) {
-    const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
-    alignas(64) uint32_t words[kDropoutChunk];
-    philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
-    const T* xi = x + i0;
-    T* yi = y + i0;
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
     for (int64_t j = 0; j < m; ++j) {
-      const T r = xi[j] > 0 ? xi[j] : T(0);
-      yi[j] = (words[j] >> 8) >= threshold ? r * scale : T(0);
+      const T v = x[i0 + j], r = v > 0 ? v : T(0);
+      y[i0 + j] = keep[j] ? r * scale : T(0);
     }
-  }
+  });
 }
 
 // Its backward from the output alone: g_x[i] = y[i] > 0 ? g[i] * scale : 0 (y > 0 exactly
