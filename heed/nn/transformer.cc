@@ -22,15 +22,22 @@ namespace heed::nn {
 
 namespace {
 
-// x + dropout(branch): a residual connection, the dropout and the add in one pass in training.
-Tensor residual(const Tensor& x, const Tensor& branch, double p, bool training, uint64_t seed, uint64_t stream) {
-  if (!training || p == 0) return add(x, branch);
-  return dropout_add(x, branch, DropoutOptions{.p = p, .training = true, .seed = seed, .stream = stream});
+// r + dropout(branch): a residual connection (dropout_add: one pass in training).
+Tensor residual(const Tensor& r, const Tensor& branch, double p, bool training, uint64_t seed, uint64_t stream) {
+  return dropout_add(r, branch, DropoutOptions{.p = p, .training = training, .seed = seed, .stream = stream});
 }
 
 // Dropout streams inside one layer (offsets from TransformerLayerOptions::stream).
 constexpr uint64_t kSelfAttnWeights = 0, kSelfAttnOut = 1, kFeedForwardHidden = 2, kFeedForwardOut = 3,
                    kCrossAttnWeights = 4, kCrossAttnOut = 5;
+
+// r + dropout(feed_forward(h)): the feed-forward sub-block of both layer kinds.
+Tensor feed_forward_block(const TransformerLayerOptions& o, const Linear& linear1, const Linear& linear2,
+                          bool training, const Tensor& r, const Tensor& h, uint64_t seed) {
+  Tensor y = feed_forward(h, linear1, linear2, o.activation, o.activation_dropout, training, seed,
+                          o.stream + kFeedForwardHidden);
+  return residual(r, y, o.dropout, training, seed, o.stream + kFeedForwardOut);
+}
 
 // Distinct initialisation seeds for the parts of a layer.
 uint64_t sub_seed(uint64_t seed, uint64_t part) { return seed * 0x9E3779B97F4A7C15ull + part * 0x632BE59BD9B4E019ull + part; }
@@ -186,11 +193,7 @@ Tensor TransformerEncoderLayer::forward(const Tensor& x, const AttentionMask& ma
   auto attn = [&](const Tensor& r, const Tensor& h) {
     return residual(r, self_attn_->forward_self(h, mask, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
   };
-  auto ff = [&](const Tensor& r, const Tensor& h) {
-    Tensor y = feed_forward(h, *linear1_, *linear2_, o.activation, o.activation_dropout, tr, seed,
-                            o.stream + kFeedForwardHidden);
-    return residual(r, y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
-  };
+  auto ff = [&](const Tensor& r, const Tensor& h) { return feed_forward_block(o, *linear1_, *linear2_, tr, r, h, seed); };
   if (o.norm_first) {
     Tensor h = attn(x, norm1_->forward(x));  // [B, S, C]
     return ff(h, norm2_->forward(h));
@@ -215,20 +218,11 @@ TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& 
   norm3_ = register_module("norm3", std::make_shared<LayerNorm>(ln));
 }
 
-Tensor TransformerDecoderLayer::feed_forward_block(const Tensor& r, const Tensor& h, uint64_t seed) const {
-  const TransformerLayerOptions& o = options_;
-  const bool tr = training();
-  Tensor y = feed_forward(h, *linear1_, *linear2_, o.activation, o.activation_dropout, tr, seed,
-                          o.stream + kFeedForwardHidden);
-  return residual(r, y, o.dropout, tr, seed, o.stream + kFeedForwardOut);
-}
-
 Tensor TransformerDecoderLayer::forward(const Tensor& x, const Tensor& memory, const AttentionMask& memory_mask,
                                         uint64_t seed) const {
   const TransformerLayerOptions& o = options_;
   const bool tr = training();
   const AttentionMask causal{.causal = true};
-  // r + dropout(block(h)) for each sub-block.
   auto self_block = [&](const Tensor& r, const Tensor& h) {
     return residual(r, self_attn_->forward_self(h, causal, seed), o.dropout, tr, seed, o.stream + kSelfAttnOut);
   };
@@ -236,14 +230,15 @@ Tensor TransformerDecoderLayer::forward(const Tensor& x, const Tensor& memory, c
     return residual(r, multihead_attn_->forward_cross(h, memory, memory_mask, seed), o.dropout, tr, seed,
                     o.stream + kCrossAttnOut);
   };
+  auto ff = [&](const Tensor& r, const Tensor& h) { return feed_forward_block(o, *linear1_, *linear2_, tr, r, h, seed); };
   if (o.norm_first) {
     Tensor h = self_block(x, norm1_->forward(x));  // [B, T, C]
     h = cross_block(h, norm2_->forward(h));
-    return feed_forward_block(h, norm3_->forward(h), seed);
+    return ff(h, norm3_->forward(h));
   }
   Tensor h = norm1_->forward(self_block(x, x));
   h = norm2_->forward(cross_block(h, h));
-  return norm3_->forward(feed_forward_block(h, h, seed));
+  return norm3_->forward(ff(h, h));
 }
 
 void TransformerDecoderLayer::start(const Tensor& memory, DecoderLayerCache& cache) const {

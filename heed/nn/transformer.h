@@ -131,8 +131,6 @@ class TransformerDecoderLayer : public Module {
   void start(const Tensor& memory, DecoderLayerCache& cache) const;
 
  private:
-  // r + dropout(feed_forward(h)).
-  Tensor feed_forward_block(const Tensor& r, const Tensor& h, uint64_t seed) const;
   // forward_cached for one position (x [B, 1, C], f32), straight on the kernels: a handful
   // of buffers per call instead of a tensor per op (decoding at batch 1 is otherwise
   // dominated by per-op costs). Same arithmetic as the op-by-op path up to GEMM tiling.

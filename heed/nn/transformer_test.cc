@@ -218,6 +218,26 @@ TEST(Transformer, DropoutOnlyInTrainingAndSeeded) {
   EXPECT_TRUE(testing::bitwise_equal(layer.forward(x, AttentionMask{}, 5), layer.forward(x, AttentionMask{}, 6)));
 }
 
+// In training, dropout acts on each residual branch, never on the residual stream: with
+// every branch's last projection zeroed, a pre-norm layer must return its input exactly,
+// however much it drops (a residual connection wired the wrong way round would drop x).
+TEST(Transformer, TrainingDropsTheBranchesNotTheResidualStream) {
+  TransformerLayerOptions lo = small_layer(true);
+  lo.dropout = 0.5;
+  lo.activation_dropout = 0.3;
+  auto zero_branch_outputs = [](Module& m) {
+    for (auto& [name, p] : m.named_parameters())
+      if (name.find("out_proj") != std::string::npos || name.find("linear2") != std::string::npos) p.fill_(0.0);
+  };
+  TransformerEncoderLayer enc(lo);
+  TransformerDecoderLayer dec(lo);
+  zero_branch_outputs(enc);
+  zero_branch_outputs(dec);
+  Tensor x = Tensor::randn({2, 5, 8}, 21), memory = Tensor::randn({2, 3, 8}, 22);
+  EXPECT_TRUE(testing::bitwise_equal(enc.forward(x, AttentionMask{}, 3), x));
+  EXPECT_TRUE(testing::bitwise_equal(dec.forward(x, memory, AttentionMask{}, 3), x));
+}
+
 TEST(Modules, EmbeddingLayerNormDropoutFeedForward) {
   Embedding emb({.num_embeddings = 5, .dim = 3, .padding_idx = 0, .seed = 1});
   EXPECT_EQ(emb.weight().raw_slice(0, 0, 1).to_vector<float>(), (std::vector<float>{0, 0, 0}));

@@ -1,4 +1,5 @@
-// dropout: checks, the Philox-driven kernel, and the backward rule (the same mask on g).
+// dropout, and its fused forms dropout_add (residual branch) and relu_dropout (feed-forward
+// hidden layer): checks, the Philox-driven kernels, and the backward rules (the same mask on g).
 #include "heed/ops/dropout.h"
 
 #include "heed/autograd/graph.h"
@@ -8,6 +9,17 @@
 namespace heed {
 
 namespace {
+
+void check_dropout(const Tensor& x, const DropoutOptions& options, const char* op) {
+  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64), op,
+             ": expected a f32 or f64 tensor, got ", x.str());
+  HEED_CHECK(options.p >= 0 && options.p <= 1, op, ": p = ", options.p, " for ", x.str(),
+             ", expected a probability in [0, 1]");
+}
+
+kernels::cpu::DropoutParams params_of(const DropoutOptions& o) {
+  return {.seed = o.seed, .stream = o.stream, .p = static_cast<float>(o.p), .scale = 1.0 / (1.0 - o.p)};
+}
 
 Tensor apply_mask(const Tensor& x, const kernels::cpu::DropoutParams& p) {
   Tensor xc = x.raw_contiguous();  // row-major: element i is index i
@@ -22,10 +34,7 @@ Tensor apply_mask(const Tensor& x, const kernels::cpu::DropoutParams& p) {
 }  // namespace
 
 Tensor dropout(const Tensor& x, const DropoutOptions& options) {
-  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
-             "dropout: expected a f32 or f64 tensor, got ", x.str());
-  HEED_CHECK(options.p >= 0 && options.p <= 1, "dropout: p = ", options.p, " for ", x.str(),
-             ", expected a probability in [0, 1]");
+  check_dropout(x, options, "dropout");
   if (!options.training || options.p == 0) return x;
   if (options.p == 1) {
     Tensor y = Tensor::zeros(x.shape(), x.dtype());  // same shape as x
@@ -34,8 +43,7 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
     });
     return y;
   }
-  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
-                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  const kernels::cpu::DropoutParams p = params_of(options);
   Tensor y = apply_mask(x, p);  // same shape as x
   // y = x * keep / (1 - p)  =>  g_x = g * keep / (1 - p): the same mask, regenerated from the counters.
   autograd::record("dropout", y, {x}, [p](const Tensor& g) { return std::vector<Tensor>{apply_mask(g, p)}; });
@@ -43,15 +51,11 @@ Tensor dropout(const Tensor& x, const DropoutOptions& options) {
 }
 
 Tensor dropout_add(const Tensor& residual, const Tensor& x, const DropoutOptions& options) {
-  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
-             "dropout_add: expected a f32 or f64 tensor, got ", x.str());
-  HEED_CHECK(options.p >= 0 && options.p <= 1, "dropout_add: p = ", options.p, " for ", x.str(),
-             ", expected a probability in [0, 1]");
+  check_dropout(x, options, "dropout_add");
   if (!options.training || options.p == 0 || options.p == 1 || !residual.defined() ||
       residual.shape() != x.shape() || residual.dtype() != x.dtype())
     return add(residual, dropout(x, options));
-  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
-                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  const kernels::cpu::DropoutParams p = params_of(options);
   Tensor rc = residual.raw_contiguous(), xc = x.raw_contiguous();  // row-major: element i is index i
   Tensor out = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), "dropout_add", [&](auto tag) {
@@ -66,13 +70,9 @@ Tensor dropout_add(const Tensor& residual, const Tensor& x, const DropoutOptions
 }
 
 Tensor relu_dropout(const Tensor& x, const DropoutOptions& options) {
-  HEED_CHECK(x.defined() && (x.dtype() == DType::kF32 || x.dtype() == DType::kF64),
-             "relu_dropout: expected a f32 or f64 tensor, got ", x.str());
-  HEED_CHECK(options.p >= 0 && options.p <= 1, "relu_dropout: p = ", options.p, " for ", x.str(),
-             ", expected a probability in [0, 1]");
+  check_dropout(x, options, "relu_dropout");
   if (!options.training || options.p == 0 || options.p == 1) return dropout(relu(x), options);
-  const kernels::cpu::DropoutParams p{.seed = options.seed, .stream = options.stream,
-                                      .p = static_cast<float>(options.p), .scale = 1.0 / (1.0 - options.p)};
+  const kernels::cpu::DropoutParams p = params_of(options);
   Tensor xc = x.raw_contiguous();  // row-major: element i is index i
   Tensor y = Tensor::empty(x.shape(), x.dtype());
   dispatch_float(x.dtype(), "relu_dropout", [&](auto tag) {

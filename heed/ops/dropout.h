@@ -21,8 +21,9 @@ struct DropoutOptions {
 // itself; p = 1 gives zeros.
 Tensor dropout(const Tensor& x, const DropoutOptions& options);
 
-// add(residual, dropout(x, options)) in one pass when both have the same shape (else the
-// two ops), bitwise equal to them in value and gradients: a Transformer's residual branch.
+// add(residual, dropout(x, options)), bitwise equal to it in value and gradients: a
+// Transformer's residual branch. One pass when training with 0 < p < 1 and both have the
+// same shape and dtype; otherwise the two ops.
 Tensor dropout_add(const Tensor& residual, const Tensor& x, const DropoutOptions& options);
 
 // dropout(relu(x), options) in one pass, bitwise equal to it in value and gradient; the
