@@ -3,6 +3,7 @@
 
 #include "heed/ops/dropout.h"
 #include "heed/ops/elementwise.h"
+#include "heed/ops/matmul.h"
 
 namespace heed::nn {
 
@@ -13,11 +14,17 @@ Tensor activate(const Tensor& x, Activation activation) {
 Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear2, Activation activation,
                     double dropout_p, bool training, uint64_t seed, uint64_t stream) {
   const DropoutOptions drop{.p = dropout_p, .training = true, .seed = seed, .stream = stream};
-  Tensor h = linear1.forward(x);  // [..., C] -> [..., F]
-  if (training && dropout_p > 0)
-    h = activation == Activation::kRelu ? relu_dropout(h, drop) : dropout(activate(h, activation), drop);
-  else
-    h = activate(h, activation);
+  const bool dropped = training && dropout_p > 0;
+  Tensor h;  // [..., C] -> [..., F]
+  if (activation == Activation::kRelu && !dropped) {
+    h = linear_relu(x, linear1.weight(), linear1.bias());  // ReLU applied as the product is stored
+  } else {
+    h = linear1.forward(x);
+    if (dropped)
+      h = activation == Activation::kRelu ? relu_dropout(h, drop) : dropout(activate(h, activation), drop);
+    else
+      h = activate(h, activation);
+  }
   return linear2.forward(h);  // [..., F] -> [..., C]
 }
 

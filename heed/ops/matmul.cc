@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/elementwise.h"
 #include "heed/kernels/cpu/gemm.h"
 #include "heed/ops/elementwise.h"
 #include "heed/ops/shape.h"
@@ -111,17 +112,85 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
-  HEED_CHECK(weight.defined() && weight.dim() == 2, "linear: weight must be [out, in], got ", weight.str());
-  HEED_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == weight.size(1), "linear: input ", x.str(),
+namespace {
+
+// out = act(x [..., I] @ weight[O, I]^T + bias): one GEMM, bias and ReLU applied as it stores.
+// Backward: g' = relu ? g [y > 0] : g; dx = g' W, dW = g'^T x, db = column sums of g'.
+Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu, const char* name) {
+  HEED_CHECK(weight.defined() && weight.dim() == 2, name, ": weight must be [out, in], got ", weight.str());
+  HEED_CHECK(x.defined() && x.dim() >= 1 && x.size(-1) == weight.size(1), name, ": input ", x.str(),
              " does not match weight ", weight.str(), " (expected last dimension ", weight.size(1), ")");
-  Tensor y = matmul(x, transpose(weight, 0, 1));  // [..., I] @ [I, O] -> [..., O]
-  if (bias.defined()) {
-    HEED_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear: bias ", bias.str(),
-               " does not match weight ", weight.str(), " (expected [", weight.size(0), "])");
-    y = add(y, bias);
+  HEED_CHECK(x.is_floating() && x.dtype() == weight.dtype() && x.dtype() != DType::kBF16, name,
+             ": expected f32 or f64 input and weight of one dtype, got ", x.str(), " and ", weight.str());
+  if (bias.defined())
+    HEED_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0) && bias.dtype() == weight.dtype(), name, ": bias ",
+               bias.str(), " does not match weight ", weight.str(), " (expected [", weight.size(0), "] of ",
+               dtype_name(weight.dtype()), ")");
+  const int64_t in = weight.size(1), out_features = weight.size(0);
+  Shape out_shape(x.shape().begin(), x.shape().end() - 1);
+  out_shape.push_back(out_features);
+  const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  const Tensor x2 = x.raw_contiguous().raw_reshape({rows, in});  // [R, I]
+  Tensor wt = weight.raw_transpose(0, 1);  // [I, O]
+  BlasLayout lw = blas_layout(wt);
+  if (!lw.ok) {
+    wt = wt.clone_data();
+    lw = blas_layout(wt);
   }
-  return y;
+  const Tensor b = bias.defined() ? bias.raw_contiguous() : Tensor();
+  Tensor out = Tensor::empty({rows, out_features}, x.dtype());  // every element written below
+  if (rows > 0 && out_features > 0) {
+    dispatch_float(x.dtype(), name, [&](auto tag) {
+      using T = decltype(tag);
+      const kernels::cpu::GemmEpilogue<T> epilogue{b.defined() ? b.data<T>() : nullptr, relu};
+      T* po = out.data<T>();
+      if (in == 0) {  // no product: act(bias), or zeros
+        for (int64_t i = 0; i < rows; ++i)
+          for (int64_t j = 0; j < out_features; ++j) {
+            const T v = epilogue.bias ? epilogue.bias[j] : T(0);
+            po[i * out_features + j] = relu && !(v > T(0)) ? T(0) : v;
+          }
+        return;
+      }
+      const kernels::cpu::GemmParams p{.trans_a = false, .trans_b = lw.trans, .m = rows, .n = out_features, .k = in,
+                                       .lda = in, .ldb = lw.ld, .ldc = out_features};
+      kernels::cpu::gemm(p, x2.data<T>(), wt.data<T>(), po, epilogue);
+    });
+  }
+  out = out.raw_reshape(out_shape);
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  autograd::record(name, out, inputs,
+                   [x2 = x2.detach(), w = weight.detach(), y = relu ? out.detach() : Tensor(), x_shape = x.shape(),
+                    has_bias = bias.defined(), relu](const Tensor& g) {
+                     const int64_t o = w.size(0);
+                     Tensor g2 = g.raw_contiguous().raw_reshape({x2.size(0), o});  // [R, O]
+                     if (relu) {  // d relu = [y > 0] (y > 0 exactly where the pre-activation was)
+                       Tensor masked = Tensor::empty(g2.shape(), g2.dtype());
+                       const Tensor y2 = y.raw_contiguous();
+                       dispatch_float(g2.dtype(), "linear_relu backward", [&](auto tag) {
+                         using T = decltype(tag);
+                         kernels::cpu::map_binary<T>(g2, y2, masked, [](T gv, T yv) { return yv > T(0) ? gv : T(0); });
+                       });
+                       g2 = masked;
+                     }
+                     // dW = g'^T x computed as [O, I] directly (contiguous, as the parameter).
+                     std::vector<Tensor> grads{matmul_nograd(g2, w).raw_reshape(x_shape),  // [R, I]
+                                               matmul_nograd(g2.raw_transpose(0, 1), x2)};   // [O, I]
+                     if (has_bias) grads.push_back(sum_to(g2, {o}));
+                     return grads;
+                   });
+  return out;
+}
+
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, false, "linear");
+}
+
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, true, "linear_relu");
 }
 
 }  // namespace heed

@@ -7,7 +7,11 @@ namespace heed {
 
 // a [..., M, K] @ b [..., K, N] -> [..., M, N]; 1-D operands are treated as in NumPy.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// x [..., I] @ weight[O, I]^T (+ bias [O]) -> [..., O], as torch.nn.functional.linear.
+// x [..., I] @ weight[O, I]^T (+ bias [O]) -> [..., O], as torch.nn.functional.linear: one
+// product, the bias added as the product is stored (no pass of its own).
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// relu(linear(x, weight, bias)) in the same single product (the ReLU applied as it is stored);
+// equal to the composed ops in value and gradient.
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 }  // namespace heed

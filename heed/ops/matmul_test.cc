@@ -81,6 +81,66 @@ TEST(Matmul, Gradients) {
                          testing::rand_param({5}, 9)}));
 }
 
+// linear is one product with the bias added as it is stored, linear_relu the same with the
+// ReLU applied too: both give exactly the bits of the composed ops (the same sums, then the
+// same additions), in value and gradient, on either GEMM backend, across k blocks of 256.
+// One exception: the weight gradient is computed as g^T x ([out, in], as stored) where the
+// composed matmul computes (x^T g)^T; heed's kernel sums both in the same order (bitwise),
+// OpenBLAS need not (within the GEMM tolerance).
+TEST(Matmul, FusedLinearEqualsComposedOpsBitwise) {
+  const kernels::cpu::GemmBackend saved = kernels::cpu::gemm_backend();
+  for (auto backend : {kernels::cpu::GemmBackend::kAuto, kernels::cpu::GemmBackend::kBlas}) {
+    kernels::cpu::set_gemm_backend(backend);
+    for (int64_t in : {7, 256, 300})
+      for (int64_t out : {1, 33, 70}) {
+        uint64_t seed = static_cast<uint64_t>(in * 1000 + out);
+        Tensor x = Tensor::randn({3, 29, in}, ++seed), w = Tensor::randn({out, in}, ++seed),
+               b = Tensor::randn({out}, ++seed), g = Tensor::randn({3, 29, out}, ++seed);
+        for (bool relu : {false, true}) {
+          Tensor xs[2] = {x.clone_data(), x.clone_data()}, ws[2] = {w.clone_data(), w.clone_data()},
+                 bs[2] = {b.clone_data(), b.clone_data()};
+          for (int i = 0; i < 2; ++i) {
+            xs[i].requires_grad_();
+            ws[i].requires_grad_();
+            bs[i].requires_grad_();
+          }
+          Tensor fused = relu ? linear_relu(xs[0], ws[0], bs[0]) : linear(xs[0], ws[0], bs[0]);
+          Tensor composed = add(matmul(xs[1], transpose(ws[1], 0, 1)), bs[1]);
+          if (relu) composed = heed::relu(composed);
+          const std::string what = std::string(relu ? "linear_relu" : "linear") + " in=" + std::to_string(in) +
+                                   " out=" + std::to_string(out) +
+                                   (backend == kernels::cpu::GemmBackend::kBlas ? " blas" : " auto");
+          ASSERT_TRUE(testing::bitwise_equal(fused, composed)) << what;
+          sum(mul(fused, g)).backward();
+          sum(mul(composed, g)).backward();
+          EXPECT_TRUE(testing::bitwise_equal(xs[0].grad(), xs[1].grad())) << what << " dx";
+          if (backend == kernels::cpu::GemmBackend::kAuto)
+            EXPECT_TRUE(testing::bitwise_equal(ws[0].grad(), ws[1].grad())) << what << " dW";
+          else
+            EXPECT_TRUE(all_close(ws[0].grad(), ws[1].grad(), kReduction)) << what << " dW";
+          EXPECT_TRUE(testing::bitwise_equal(bs[0].grad(), bs[1].grad())) << what << " db";
+        }
+      }
+  }
+  kernels::cpu::set_gemm_backend(saved);
+}
+
+TEST(Matmul, LinearReluGradientsAndReference) {
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return linear_relu(x[0], x[1], x[2]); },
+                        {testing::rand_param({2, 3, 4}, 11), testing::rand_param({5, 4}, 12),
+                         testing::rand_param({5}, 13)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return linear_relu(x[0], x[1]); },
+                        {testing::rand_param({6, 3}, 14), testing::rand_param({2, 3}, 15)}));
+  // f32 against the double reference: relu(x W^T + b) with a non-contiguous input.
+  Tensor x = ref::make_input({2, 7, 300}, ref::Layout::kTransposed, 16);
+  Tensor w = ref::make_input({257, 300}, ref::Layout::kStrided, 17), b = ref::make_input({257}, ref::Layout::kStrided, 18);
+  EXPECT_TRUE(all_close(linear_relu(x, w, b), heed::relu(ref::linear(x, w, b)), kReduction));
+  // No input features: the bias alone (then ReLU).
+  Tensor empty_in = Tensor::zeros({4, 0}), w0 = Tensor::zeros({3, 0}), b0 = Tensor::from_vector(std::vector<float>{-1, 0, 2}, {3});
+  EXPECT_TRUE(testing::bitwise_equal(linear_relu(empty_in, w0, b0),
+                                     Tensor::from_vector(std::vector<float>{0, 0, 2, 0, 0, 2, 0, 0, 2, 0, 0, 2}, {4, 3})));
+}
+
 TEST(Matmul, ErrorsNameShapes) {
   try {
     matmul(Tensor::zeros({2, 3}), Tensor::zeros({4, 5}));

@@ -1,5 +1,7 @@
-// CBLAS calls behind heed's GEMM signature (OpenBLAS, OpenMP build), tiled by heed; f32
-// products C = A B^T with few rows go to heed's own no-pack kernel (gemm_small.h) instead.
+// heed's GEMM signature, tiled by heed. f32 products run on heed's own kernels where the CPU
+// has AVX-512: C = A B^T with few rows on the no-pack kernel (gemm_small.h), the rest on the
+// packed one (gemm_packed.h); f64 products, and f32 ones elsewhere, go to CBLAS (OpenBLAS,
+// OpenMP build).
 //
 // Why heed tiles instead of letting OpenBLAS thread a large product: OpenBLAS 0.3.21 blocks
 // the inner dimension K differently in its single-threaded driver (driver/level3/level3.c
@@ -11,6 +13,7 @@
 // same way whatever the thread count.
 #include "heed/kernels/cpu/gemm.h"
 
+#include "heed/kernels/cpu/gemm_packed.h"
 #include "heed/kernels/cpu/gemm_small.h"
 
 #include <cblas.h>
@@ -18,6 +21,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 
 namespace heed::kernels::cpu {
@@ -75,9 +82,34 @@ void blas(const GemmParams& p, int64_t m, int64_t n, const double* a, const doub
               b, static_cast<int>(p.ldb), p.beta, c, static_cast<int>(p.ldc));
 }
 
+// HEED_GEMM=blas runs every f32 product through CBLAS (for comparisons); unset, empty or
+// "auto": heed's kernels where they apply.
+GemmBackend backend_from_environment() {
+  const char* v = std::getenv("HEED_GEMM");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "auto") == 0) return GemmBackend::kAuto;
+  if (std::strcmp(v, "blas") == 0) return GemmBackend::kBlas;
+  std::fprintf(stderr, "heed: ignoring HEED_GEMM=%s (expected \"auto\" or \"blas\")\n", v);
+  return GemmBackend::kAuto;
+}
+
+std::atomic<GemmBackend> g_backend{backend_from_environment()};
+
+// C[0:m, 0:n] = act(C + bias) after a BLAS call (the packed kernel does this as it stores).
+template <class T>
+void epilogue_pass(int64_t m, int64_t n, T* c, int64_t ldc, const GemmEpilogue<T>& e) {
+  if (!e.bias && !e.relu) return;
+  for (int64_t i = 0; i < m; ++i) {
+    T* ci = c + i * ldc;
+    if (e.bias)
+      for (int64_t j = 0; j < n; ++j) ci[j] += e.bias[j];
+    if (e.relu)
+      for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] > T(0) ? ci[j] : T(0);
+  }
+}
+
 template <class T>
 void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_off, const int64_t* b_off,
-           int64_t c_stride, const T* a, const T* b, T* c) {
+           int64_t c_stride, const T* a, const T* b, T* c, const GemmEpilogue<T>& e) {
   if (items == 0 || p.m == 0 || p.n == 0) return;
   const int64_t tiles_m = ceil_div(p.m, tiling.rows), tiles_n = ceil_div(p.n, tiling.cols);
   const int64_t per_item = tiles_m * tiles_n, total = items * per_item;
@@ -92,26 +124,46 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
     const T* ai = a + a_off[item] + (p.trans_a ? i0 : i0 * p.lda);
     const T* bj = b + b_off[item] + (p.trans_b ? j0 * p.ldb : j0);
     T* cij = c + item * c_stride + i0 * p.ldc + j0;
+    const GemmEpilogue<T> ej{e.bias ? e.bias + j0 : nullptr, e.relu};
     if constexpr (std::is_same_v<T, float>) {
       // Chosen per product, not per tile, so every row of a product takes the same path.
-      if (p.m <= kSmallRows && p.k <= kSmallMaxK && !p.trans_a && p.trans_b && gemm_nt_small_available()) {
+      const GemmBackend backend = g_backend.load(std::memory_order_relaxed);
+      if (backend != GemmBackend::kBlas && p.m <= kSmallRows && p.k <= kSmallMaxK && !p.trans_a && p.trans_b &&
+          gemm_nt_small_available()) {
         gemm_nt_small(mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb, static_cast<float>(p.beta), cij,
                       p.ldc);
+        epilogue_pass(mi, nj, cij, p.ldc, ej);
+        continue;
+      }
+      if (backend != GemmBackend::kBlas && gemm_packed_available()) {
+        gemm_packed(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb,
+                    static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu});
         continue;
       }
     }
-    SingleThreadedBlas one_thread;
-    blas(p, mi, nj, ai, bj, cij);
+    {
+      SingleThreadedBlas one_thread;
+      blas(p, mi, nj, ai, bj, cij);
+    }
+    epilogue_pass(mi, nj, cij, p.ldc, ej);
   }
 }
 
 template <class T>
 void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int64_t* b_off, int64_t c_stride,
-             const T* a, const T* b, T* c) {
-  tiled(p, gemm_tiling(p.m, p.n, p.k, items), items, a_off, b_off, c_stride, a, b, c);
+             const T* a, const T* b, T* c, const GemmEpilogue<T>& e) {
+  tiled(p, gemm_tiling(p.m, p.n, p.k, items), items, a_off, b_off, c_stride, a, b, c, e);
 }
 
 }  // namespace
+
+bool gemm_packed_available() {
+  static const bool yes = __builtin_cpu_supports("avx512f");
+  return yes;
+}
+
+void set_gemm_backend(GemmBackend backend) { g_backend.store(backend, std::memory_order_relaxed); }
+GemmBackend gemm_backend() { return g_backend.load(std::memory_order_relaxed); }
 
 bool gemm_nt_small_available() {
   static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
@@ -146,34 +198,36 @@ GemmTiling gemm_tiling(int64_t m, int64_t n, int64_t k, int64_t items) {
   return gemm_tiling(m, n, k, items, processor_count());
 }
 
-void gemm(const GemmParams& p, const float* a, const float* b, float* c) {
+void gemm(const GemmParams& p, const float* a, const float* b, float* c, const GemmEpilogue<float>& e) {
   const int64_t zero = 0;
-  batched(p, 1, &zero, &zero, 0, a, b, c);
+  batched(p, 1, &zero, &zero, 0, a, b, c, e);
 }
 
-void gemm(const GemmParams& p, const double* a, const double* b, double* c) {
+void gemm(const GemmParams& p, const double* a, const double* b, double* c, const GemmEpilogue<double>& e) {
   const int64_t zero = 0;
-  batched(p, 1, &zero, &zero, 0, a, b, c);
+  batched(p, 1, &zero, &zero, 0, a, b, c, e);
 }
 
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
-                  int64_t c_stride, const float* a, const float* b, float* c) {
-  batched(p, items, a_offsets, b_offsets, c_stride, a, b, c);
+                  int64_t c_stride, const float* a, const float* b, float* c, const GemmEpilogue<float>& e) {
+  batched(p, items, a_offsets, b_offsets, c_stride, a, b, c, e);
 }
 
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
-                  int64_t c_stride, const double* a, const double* b, double* c) {
-  batched(p, items, a_offsets, b_offsets, c_stride, a, b, c);
+                  int64_t c_stride, const double* a, const double* b, double* c, const GemmEpilogue<double>& e) {
+  batched(p, items, a_offsets, b_offsets, c_stride, a, b, c, e);
 }
 
 void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
-                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c) {
-  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c);
+                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c,
+                const GemmEpilogue<float>& e) {
+  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c, e);
 }
 
 void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
-                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c) {
-  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c);
+                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c,
+                const GemmEpilogue<double>& e) {
+  tiled(p, tiling, items, a_offsets, b_offsets, c_stride, a, b, c, e);
 }
 
 }  // namespace heed::kernels::cpu

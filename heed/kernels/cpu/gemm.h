@@ -1,5 +1,6 @@
-// GEMM through CBLAS: C = alpha * op(A) op(B) + beta * C, row-major, f32 and f64 (f32
-// A B^T with at most 64 rows: heed's no-pack kernel, kernels/cpu/gemm_small.h).
+// GEMM: C = act(alpha * op(A) op(B) + beta * C + bias), row-major, f32 and f64. f32 on CPUs
+// with AVX-512 runs on heed's own kernels (A B^T with at most 64 rows: gemm_small.h; the
+// rest: gemm_packed.h); f64, and f32 elsewhere, through CBLAS.
 // heed splits every product into tiles itself and runs each tile single-threaded on one of
 // its OpenMP threads, so results do not depend on the thread count.
 #pragma once
@@ -15,24 +16,40 @@ struct GemmParams {
   double alpha = 1.0, beta = 0.0;
 };
 
-// One product: C[M, N] = alpha * op(A) op(B) + beta * C.
-void gemm(const GemmParams& p, const float* a, const float* b, float* c);
-void gemm(const GemmParams& p, const double* a, const double* b, double* c);
+// After the product: + bias[j] (bias has N elements, shared by every item of a batch; null
+// for none), then max(., 0) when relu (as heed::relu: v > 0 ? v : 0).
+template <class T>
+struct GemmEpilogue {
+  const T* bias = nullptr;
+  bool relu = false;
+};
+
+// One product: C[M, N] = act(alpha * op(A) op(B) + beta * C + bias).
+void gemm(const GemmParams& p, const float* a, const float* b, float* c, const GemmEpilogue<float>& e = {});
+void gemm(const GemmParams& p, const double* a, const double* b, double* c, const GemmEpilogue<double>& e = {});
 
 // A batch of products of the same shape: item i reads a + a_offsets[i], b + b_offsets[i] and
 // writes c + i * c_stride. Items and tiles share one parallel loop.
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
-                  int64_t c_stride, const float* a, const float* b, float* c);
+                  int64_t c_stride, const float* a, const float* b, float* c, const GemmEpilogue<float>& e = {});
 void gemm_batched(const GemmParams& p, int64_t items, const int64_t* a_offsets, const int64_t* b_offsets,
-                  int64_t c_stride, const double* a, const double* b, double* c);
+                  int64_t c_stride, const double* a, const double* b, double* c, const GemmEpilogue<double>& e = {});
 
 struct GemmTiling;
 
 // The same with an explicit tiling (gemm_batched uses gemm_tiling's); exposed for tests.
 void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
-                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c);
+                const int64_t* b_offsets, int64_t c_stride, const float* a, const float* b, float* c,
+                const GemmEpilogue<float>& e = {});
 void gemm_tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const int64_t* a_offsets,
-                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c);
+                const int64_t* b_offsets, int64_t c_stride, const double* a, const double* b, double* c,
+                const GemmEpilogue<double>& e = {});
+
+// Which code runs f32 products: kAuto (heed's kernels where the CPU has AVX-512, else CBLAS)
+// or kBlas (CBLAS always). Process-wide; for benchmarks and tests that compare the two.
+enum class GemmBackend { kAuto, kBlas };
+void set_gemm_backend(GemmBackend backend);
+GemmBackend gemm_backend();
 
 // How each product of a batch of `items` products of this shape is tiled: rows and columns
 // per tile. Depends on the problem and the machine's processor count (sysconf), never on the

@@ -1,0 +1,211 @@
+// gemm_packed: AVX-512 (compiled with the AVX-512 flags; called only when the CPU has them).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "heed/kernels/cpu/gemm_packed.h"
+
+namespace heed::kernels::cpu {
+
+namespace {
+
+constexpr int kMr = 14;           // rows of C per register tile: 14 x 2 accumulators + 2 B vectors + 1 A broadcast
+constexpr int kNr = 32;           // columns of C per register tile (two vectors)
+constexpr int64_t kKc = 256;      // k per block: a 256 x 32 panel of B (32 KiB) stays in L1
+constexpr int64_t kMc = 12 * kMr;  // rows per block of A (168 x 256 x 4 B = 168 KiB, in L2)
+constexpr int64_t kNc = 1024;     // columns of B packed at a time (1 MiB)
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+
+// Per-thread scratch, allocated on a thread's first product and reused (no allocation, no
+// first touch of fresh pages, in the loop).
+float* scratch_b() {
+  thread_local std::unique_ptr<float, FreeDeleter> buf(
+      static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKc * kNc)));
+  return buf.get();
+}
+float* scratch_a() {
+  thread_local std::unique_ptr<float, FreeDeleter> buf(
+      static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKc * kMc)));
+  return buf.get();
+}
+
+inline __mmask16 lanes(int64_t w) {  // the first min(max(w, 0), 16) lanes
+  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
+}
+
+// How a tile's sums reach C.
+struct Store {
+  float alpha, beta;
+  bool first, last;  // first k block (beta applies) / last k block (bias and ReLU apply)
+  const float* bias;  // at the tile's first column, or null
+  bool relu;
+};
+
+// C[0:MR, 0:32] (masked to the tile's columns) from MR rows of op(A) and one packed panel of
+// B over kc. kTransA: row i's element p of op(A) is a[i + p * lda] (contiguous in i);
+// otherwise a[i * lda + p].
+template <int MR, bool kTransA>
+__attribute__((always_inline)) inline void tile(int64_t kc, const float* a, int64_t lda, const float* bp, float* c,
+                                                int64_t ldc, const Store& s, __mmask16 m0, __mmask16 m1) {
+  __m512 x[MR], y[MR];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    x[i] = _mm512_setzero_ps();
+    y[i] = _mm512_setzero_ps();
+  }
+  for (int64_t p = 0; p < kc; ++p) {
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    bp += kNr;
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(kTransA ? a[i] : a[i * lda]);
+      x[i] = _mm512_fmadd_ps(av, b0, x[i]);
+      y[i] = _mm512_fmadd_ps(av, b1, y[i]);
+    }
+    a += kTransA ? lda : 1;
+  }
+  const __m512 va = _mm512_set1_ps(s.alpha), vb = _mm512_set1_ps(s.beta), zero = _mm512_setzero_ps();
+  __m512 bias0 = zero, bias1 = zero;
+  if (s.last && s.bias) {
+    bias0 = _mm512_maskz_loadu_ps(m0, s.bias);
+    bias1 = _mm512_maskz_loadu_ps(m1, s.bias + 16);
+  }
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    float* ci = c + i * ldc;
+    __m512 r0 = _mm512_mul_ps(va, x[i]), r1 = _mm512_mul_ps(va, y[i]);
+    if (!s.first) {
+      r0 = _mm512_add_ps(r0, _mm512_maskz_loadu_ps(m0, ci));
+      r1 = _mm512_add_ps(r1, _mm512_maskz_loadu_ps(m1, ci + 16));
+    } else if (s.beta != 0.f) {
+      r0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), r0);
+      r1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), r1);
+    }
+    if (s.last) {
+      if (s.bias) {
+        r0 = _mm512_add_ps(r0, bias0);
+        r1 = _mm512_add_ps(r1, bias1);
+      }
+      if (s.relu) {  // as heed::relu: v > 0 ? v : 0 (NaN -> 0: vmaxps returns its second operand)
+        // (maskz_ rather than _mm512_max_ps, whose _mm512_undefined_ps trips GCC 12's -Wmaybe-uninitialized)
+        r0 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r0, zero);
+        r1 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r1, zero);
+      }
+    }
+    _mm512_mask_storeu_ps(ci, m0, r0);
+    _mm512_mask_storeu_ps(ci + 16, m1, r1);
+  }
+}
+
+// Rows [0, mc) of a block against one panel: whole 14-row tiles, then one shorter tile.
+template <bool kTransA>
+void panel_rows(int64_t mc, int64_t kc, const float* a, int64_t lda, const float* bp, float* c, int64_t ldc,
+                const Store& s, __mmask16 m0, __mmask16 m1) {
+  const auto at = [&](int64_t i) { return a + (kTransA ? i : i * lda); };
+  int64_t i = 0;
+  for (; i + kMr <= mc; i += kMr) tile<kMr, kTransA>(kc, at(i), lda, bp, c + i * ldc, ldc, s, m0, m1);
+  const float* ai = at(i);
+  float* ci = c + i * ldc;
+  switch (mc - i) {
+#define HEED_TILE_CASE(R) \
+  case R:                 \
+    tile<R, kTransA>(kc, ai, lda, bp, ci, ldc, s, m0, m1); \
+    break;
+    HEED_TILE_CASE(1) HEED_TILE_CASE(2) HEED_TILE_CASE(3) HEED_TILE_CASE(4) HEED_TILE_CASE(5)
+    HEED_TILE_CASE(6) HEED_TILE_CASE(7) HEED_TILE_CASE(8) HEED_TILE_CASE(9) HEED_TILE_CASE(10)
+    HEED_TILE_CASE(11) HEED_TILE_CASE(12) HEED_TILE_CASE(13)
+#undef HEED_TILE_CASE
+    default:
+      break;
+  }
+}
+
+// op(B)[p0 : p0 + kc, j0 : j0 + nc] -> panels [ceil(nc / 32)][kc][32], columns past nc zero.
+void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* out) {
+  for (int64_t jp = 0; jp < nc; jp += kNr) {
+    const int64_t w = std::min<int64_t>(kNr, nc - jp);
+    float* o = out + (jp / kNr) * kc * kNr;
+    if (!trans_b) {  // rows of op(B) are rows of B: 32 contiguous floats per k
+      const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
+      for (int64_t p = 0; p < kc; ++p) {
+        const float* src = b + (p0 + p) * ldb + j0 + jp;
+        _mm512_store_ps(o + p * kNr, _mm512_maskz_loadu_ps(m0, src));
+        _mm512_store_ps(o + p * kNr + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+      }
+    } else {  // column j of op(B) is row j of B: a transpose
+      for (int64_t j = 0; j < kNr; ++j) {
+        if (j < w) {
+          const float* src = b + (j0 + jp + j) * ldb + p0;
+          for (int64_t p = 0; p < kc; ++p) o[p * kNr + j] = src[p];
+        } else {
+          for (int64_t p = 0; p < kc; ++p) o[p * kNr + j] = 0.f;
+        }
+      }
+    }
+  }
+}
+
+// C = act(beta C + bias) without a product (k == 0 or alpha == 0).
+void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const GemmEpilogueF32& e) {
+  for (int64_t i = 0; i < m; ++i) {
+    float* ci = c + i * ldc;
+    for (int64_t j = 0; j < n; ++j) {
+      float v = beta == 0.f ? 0.f : beta * ci[j];
+      if (e.bias) v += e.bias[j];
+      if (e.relu) v = v > 0.f ? v : 0.f;
+      ci[j] = v;
+    }
+  }
+}
+
+}  // namespace
+
+void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                 int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
+                 const GemmEpilogueF32& epilogue) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0 || alpha == 0.f) {
+    scale_only(m, n, beta, c, ldc, epilogue);
+    return;
+  }
+  float* bbuf = scratch_b();
+  float* abuf = scratch_a();
+  for (int64_t p0 = 0; p0 < k; p0 += kKc) {
+    const int64_t kc = std::min(kKc, k - p0);
+    for (int64_t j0 = 0; j0 < n; j0 += kNc) {
+      const int64_t nc = std::min(kNc, n - j0);
+      pack_b(trans_b, b, ldb, p0, kc, j0, nc, bbuf);
+      for (int64_t i0 = 0; i0 < m; i0 += kMc) {
+        const int64_t mc = std::min(kMc, m - i0);
+        const float* ablock = a + (trans_a ? p0 * lda + i0 : i0 * lda + p0);
+        int64_t ablock_ld = lda;
+        if (trans_a) {  // rows of op(A) are columns of A: copy them together, k-major
+          for (int64_t p = 0; p < kc; ++p) std::memcpy(abuf + p * mc, ablock + p * lda, sizeof(float) * mc);
+          ablock = abuf;
+          ablock_ld = mc;
+        }
+        for (int64_t jp = 0; jp < nc; jp += kNr) {
+          const int64_t w = std::min<int64_t>(kNr, nc - jp);
+          const Store s{alpha, beta, p0 == 0, p0 + kc == k,
+                        epilogue.bias ? epilogue.bias + j0 + jp : nullptr, epilogue.relu};
+          const float* bp = bbuf + (jp / kNr) * kc * kNr;
+          float* cblock = c + i0 * ldc + j0 + jp;
+          if (trans_a) {
+            panel_rows<true>(mc, kc, ablock, ablock_ld, bp, cblock, ldc, s, lanes(w), lanes(w - 16));
+          } else {
+            panel_rows<false>(mc, kc, ablock, ablock_ld, bp, cblock, ldc, s, lanes(w), lanes(w - 16));
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace heed::kernels::cpu

@@ -1,0 +1,162 @@
+// gemm_packed against a naive double-precision product on awkward sizes: rows around the
+// 14-row register tile and the 168-row block, columns around the 32-column panel and the
+// 1024-column block, k around the 256-deep block; all four transpose combinations, strided
+// operands, alpha / beta, bias and ReLU. beta = 0 never reads C, alpha = 0 never reads A or B,
+// nothing outside C is written, and sub-blocks of a product give the same bits as the whole.
+#include "heed/kernels/cpu/gemm_packed.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "heed/kernels/cpu/gemm.h"
+#include "heed/tensor/random.h"
+#include "heed/testing/numerics.h"
+
+namespace heed::kernels::cpu {
+namespace {
+
+std::vector<float> random_values(int64_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f * random::uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0f;
+  return v;
+}
+
+struct Problem {
+  bool ta, tb;
+  int64_t m, n, k;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
+  float alpha = 1.0f, beta = 0.0f;
+  bool bias = false, relu = false;
+};
+
+void check(const Problem& q) {
+  // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
+  const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
+  const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
+  const int64_t lda = std::max<int64_t>(a_cols, 1) + q.pad_a, ldb = std::max<int64_t>(b_cols, 1) + q.pad_b,
+                ldc = q.n + q.pad_c;
+  // A scaled by 1 / sqrt(k): products of order one at every k, so STYLE.md's GEMM tolerance
+  // measures the kernel rather than the cancellation in long sums.
+  std::vector<float> a = random_values(a_rows * lda, 1);
+  for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
+  const std::vector<float> b = random_values(b_rows * ldb, 2), bias = random_values(q.n, 4);
+  std::vector<float> c0 = random_values(q.m * ldc, 3);
+  if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
+    for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> c = c0;
+  gemm_packed(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
+              {q.bias ? bias.data() : nullptr, q.relu});
+  std::vector<double> got(q.m * q.n), want(q.m * q.n);
+  for (int64_t i = 0; i < q.m; ++i) {
+    for (int64_t j = q.n; j < ldc; ++j) {
+      const float now = c[i * ldc + j], was = c0[i * ldc + j];
+      ASSERT_TRUE(std::isnan(now) ? std::isnan(was) : now == was) << "wrote outside C at " << i << "," << j;
+    }
+    for (int64_t j = 0; j < q.n; ++j) {
+      double s = 0;
+      for (int64_t p = 0; p < q.k; ++p)
+        s += static_cast<double>(q.ta ? a[p * lda + i] : a[i * lda + p]) * (q.tb ? b[j * ldb + p] : b[p * ldb + j]);
+      double v = q.alpha * s + (q.beta == 0.0f ? 0.0 : static_cast<double>(q.beta) * c0[i * ldc + j]);
+      if (q.bias) v += bias[j];
+      if (q.relu) v = v > 0 ? v : 0;
+      want[i * q.n + j] = v;
+      got[i * q.n + j] = c[i * ldc + j];
+    }
+  }
+  EXPECT_TRUE(testing::all_close(Tensor::from_vector(got, {q.m, q.n}), Tensor::from_vector(want, {q.m, q.n}),
+                                 testing::kReduction))
+      << "ta=" << q.ta << " tb=" << q.tb << " m=" << q.m << " n=" << q.n << " k=" << q.k << " alpha=" << q.alpha
+      << " beta=" << q.beta << " bias=" << q.bias << " relu=" << q.relu;
+}
+
+TEST(GemmPacked, MatchesNaiveReferenceOnAwkwardSizes) {
+  if (!gemm_packed_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      for (int64_t m : {1, 13, 14, 15, 29, 169})
+        for (int64_t n : {1, 7, 31, 33, 65})
+          for (int64_t k : {1, 17, 255, 256, 257, 600}) check({ta, tb, m, n, k});
+      check({ta, tb, 33, 1025, 40});                                  // two column blocks
+      check({ta, tb, 337, 70, 300, 3, 5, 2, 0.5f, 1.0f});             // strided, accumulate into C
+      check({ta, tb, 20, 40, 513, 0, 0, 0, -1.5f, 0.25f, true, true});  // three k blocks, everything
+    }
+  // What a G2P training step runs: x W^T (+ bias, ReLU), dY W, dY^T X.
+  check({false, true, 1536, 1024, 256, 0, 0, 0, 1.0f, 0.0f, true, true});
+  check({false, false, 1536, 256, 1024});
+  check({true, false, 256, 1024, 1536});
+}
+
+TEST(GemmPacked, BiasAndReluFollowHeedsRelu) {
+  if (!gemm_packed_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  // Products of 0 plus bias {-1, 0, -0, 2, NaN}: ReLU as heed::relu (v > 0 ? v : 0) maps
+  // -1, 0, -0 and NaN to +0 and keeps 2.
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<float> a(3 * 4, 0.0f), b(4 * 5, 0.0f), bias = {-1.0f, 0.0f, -0.0f, 2.0f, nan};
+  std::vector<float> c(3 * 5, 7.0f);
+  gemm_packed(false, false, 3, 5, 4, 1.0f, a.data(), 4, b.data(), 5, 0.0f, c.data(), 5, {bias.data(), true});
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 5; ++j) {
+      const float v = c[i * 5 + j];
+      EXPECT_TRUE(j == 3 ? v == 2.0f : (v == 0.0f && !std::signbit(v))) << i << "," << j << ": " << v;
+    }
+}
+
+// alpha == 0 or k == 0 reads neither A nor B (BLAS semantics): NaN there does not reach C.
+TEST(GemmPacked, AlphaOrKZeroScalesCOnly) {
+  if (!gemm_packed_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const std::vector<float> nan(4 * 20, std::numeric_limits<float>::quiet_NaN()), bias = {1, -10, 0};
+  std::vector<float> c = {1, 2, 3, 4, 5, 6};
+  gemm_packed(false, true, 2, 3, 20, 0.0f, nan.data(), 20, nan.data(), 20, 0.5f, c.data(), 3);
+  EXPECT_EQ(c, (std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3}));
+  gemm_packed(true, false, 2, 3, 0, 1.0f, nan.data(), 2, nan.data(), 3, 2.0f, c.data(), 3, {bias.data(), true});
+  EXPECT_EQ(c, (std::vector<float>{2, 0, 3, 5, 0, 6}));
+  gemm_packed(false, false, 2, 3, 20, 0.0f, nan.data(), 20, nan.data(), 3, 0.0f, c.data(), 3);
+  EXPECT_EQ(c, std::vector<float>(6, 0.0f));
+}
+
+// Each element is summed the same way wherever it falls in the tiles, so splitting a product
+// into row and column blocks (as kernels/cpu/gemm.cc's tiling does) cannot change any bit.
+TEST(GemmPacked, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
+  if (!gemm_packed_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const int64_t m = 181, n = 75, k = 530;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const std::vector<float> a = random_values(m * k, 4), b = random_values(n * k, 5), bias = random_values(n, 6);
+      const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+      std::vector<float> whole(m * n), parts(m * n);
+      gemm_packed(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
+      for (int64_t i0 = 0; i0 < m; i0 += 50)
+        for (int64_t j0 = 0; j0 < n; j0 += 20) {
+          const int64_t mi = std::min<int64_t>(50, m - i0), nj = std::min<int64_t>(20, n - j0);
+          gemm_packed(ta, tb, mi, nj, k, 1.0f, a.data() + (ta ? i0 : i0 * lda), lda,
+                      b.data() + (tb ? j0 * ldb : j0), ldb, 0.0f, parts.data() + i0 * n + j0, n,
+                      {bias.data() + j0, true});
+        }
+      for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "ta=" << ta << " tb=" << tb << " element " << x;
+    }
+}
+
+// HEED_GEMM=blas / set_gemm_backend(kBlas) sends f32 products to CBLAS; both backends agree
+// within the GEMM tolerance, bias and ReLU included.
+TEST(GemmPacked, BlasBackendAgrees) {
+  const int64_t m = 300, n = 130, k = 270;
+  const std::vector<float> a = random_values(m * k, 7), b = random_values(n * k, 8), bias = random_values(n, 9);
+  const GemmParams p{.trans_a = false, .trans_b = true, .m = m, .n = n, .k = k, .lda = k, .ldb = k, .ldc = n};
+  std::vector<float> ours(m * n), blas(m * n);
+  const GemmBackend saved = gemm_backend();
+  set_gemm_backend(GemmBackend::kAuto);
+  gemm(p, a.data(), b.data(), ours.data(), {bias.data(), true});
+  set_gemm_backend(GemmBackend::kBlas);
+  gemm(p, a.data(), b.data(), blas.data(), {bias.data(), true});
+  set_gemm_backend(saved);
+  EXPECT_TRUE(testing::all_close(Tensor::from_vector(ours, {m, n}), Tensor::from_vector(blas, {m, n}),
+                                 testing::kReduction));
+}
+
+}  // namespace
+}  // namespace heed::kernels::cpu
