@@ -127,28 +127,71 @@ void panel_rows(int64_t mc, int64_t kc, const float* a, int64_t lda, const float
   }
 }
 
+// out[c * ldo + r] = in[r * ldi + c] for r, c < 16.
+inline void transpose16(const float* in, int64_t ldi, float* out, int64_t ldo) {
+  __m512 r[16], t[16];
+#pragma GCC unroll 16
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(in + i * ldi);
+  // Interleave 32-bit elements of row pairs, then 64-bit pairs: within each 128-bit lane,
+  // t[4g + x] holds rows 4g..4g+3 at column x of the lane.
+#pragma GCC unroll 8
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+#pragma GCC unroll 4
+  for (int g = 0; g < 16; g += 4) {
+    r[g] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+    r[g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g]), _mm512_castps_pd(t[g + 2])));
+    r[g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+    r[g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[g + 1]), _mm512_castps_pd(t[g + 3])));
+  }
+  // Now r[4g + x], lane L (of 4) = rows 4g..4g+3 at column 4L + x. Gather the lanes: first
+  // pairs of row groups, then all four.
+#pragma GCC unroll 4
+  for (int x = 0; x < 4; ++x) {
+    t[x] = _mm512_shuffle_f32x4(r[x], r[4 + x], _MM_SHUFFLE(2, 0, 2, 0));       // groups 0,1: lanes 0,2
+    t[4 + x] = _mm512_shuffle_f32x4(r[x], r[4 + x], _MM_SHUFFLE(3, 1, 3, 1));   // groups 0,1: lanes 1,3
+    t[8 + x] = _mm512_shuffle_f32x4(r[8 + x], r[12 + x], _MM_SHUFFLE(2, 0, 2, 0));
+    t[12 + x] = _mm512_shuffle_f32x4(r[8 + x], r[12 + x], _MM_SHUFFLE(3, 1, 3, 1));
+  }
+#pragma GCC unroll 4
+  for (int x = 0; x < 4; ++x) {
+    // column 4L + x for L = 0, 2 (from t[x], t[8 + x]) and L = 1, 3 (from t[4 + x], t[12 + x])
+    _mm512_storeu_ps(out + (0 + x) * ldo, _mm512_shuffle_f32x4(t[x], t[8 + x], _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm512_storeu_ps(out + (8 + x) * ldo, _mm512_shuffle_f32x4(t[x], t[8 + x], _MM_SHUFFLE(3, 1, 3, 1)));
+    _mm512_storeu_ps(out + (4 + x) * ldo, _mm512_shuffle_f32x4(t[4 + x], t[12 + x], _MM_SHUFFLE(2, 0, 2, 0)));
+    _mm512_storeu_ps(out + (12 + x) * ldo, _mm512_shuffle_f32x4(t[4 + x], t[12 + x], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+}
+
 // op(B)[p0 : p0 + kc, j0 : j0 + nc] -> panels [ceil(nc / 32)][kc][32], columns past nc zero.
 void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float* out) {
-  for (int64_t jp = 0; jp < nc; jp += kNr) {
-    const int64_t w = std::min<int64_t>(kNr, nc - jp);
-    float* o = out + (jp / kNr) * kc * kNr;
-    if (!trans_b) {  // rows of op(B) are rows of B: 32 contiguous floats per k
-      const __mmask16 m0 = lanes(w), m1 = lanes(w - 16);
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = b + (p0 + p) * ldb + j0 + jp;
-        _mm512_store_ps(o + p * kNr, _mm512_maskz_loadu_ps(m0, src));
-        _mm512_store_ps(o + p * kNr + 16, _mm512_maskz_loadu_ps(m1, src + 16));
-      }
-    } else {  // column j of op(B) is row j of B: a transpose
-      for (int64_t j = 0; j < kNr; ++j) {
-        if (j < w) {
-          const float* src = b + (j0 + jp + j) * ldb + p0;
-          for (int64_t p = 0; p < kc; ++p) o[p * kNr + j] = src[p];
-        } else {
-          for (int64_t p = 0; p < kc; ++p) o[p * kNr + j] = 0.f;
-        }
+  const int64_t panels = (nc + kNr - 1) / kNr;
+  if (!trans_b) {
+    // Rows of op(B) are rows of B: read each row once, front to back (B is often an
+    // activation fresh from memory, and whole rows stream), 32 floats into each panel.
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* src = b + (p0 + p) * ldb + j0;
+      for (int64_t q = 0; q < panels; ++q) {
+        const int64_t w = std::min<int64_t>(kNr, nc - q * kNr);
+        float* o = out + (q * kc + p) * kNr;
+        _mm512_store_ps(o, _mm512_maskz_loadu_ps(lanes(w), src + q * kNr));
+        _mm512_store_ps(o + 16, _mm512_maskz_loadu_ps(lanes(w - 16), src + q * kNr + 16));
       }
     }
+    return;
+  }
+  for (int64_t q = 0; q < panels; ++q) {  // column j of op(B) is row j of B: a transpose
+    const int64_t w = std::min<int64_t>(kNr, nc - q * kNr);
+    const float* rows = b + (j0 + q * kNr) * ldb + p0;
+    float* o = out + q * kc * kNr;
+    int64_t p = 0;
+    if (w == kNr)  // whole panels: 16 x 16 blocks transposed in registers
+      for (; p + 16 <= kc; p += 16)
+        for (int half = 0; half < 2; ++half) transpose16(rows + half * 16 * ldb + p, ldb, o + p * kNr + half * 16, kNr);
+    for (int64_t j = 0; j < kNr; ++j)  // the rest (and the zero columns past nc) one float at a time
+      for (int64_t pp = p; pp < kc; ++pp) o[pp * kNr + j] = j < w ? rows[j * ldb + pp] : 0.f;
   }
 }
 
