@@ -19,7 +19,8 @@ struct DropoutParams {
 };
 
 // The mask: calls body(i0, m, keep) for consecutive chunks [i0, i0 + m) of [0, n), where
-// keep[j] says whether element i0 + j is kept. Words come from philox_words (16 blocks per
+// keep[j] (1 or 0, 32 bits wide so that loops over float data vectorise) says whether
+// element i0 + j is kept. Words come from philox_words (16 blocks per
 // AVX-512 pass) in chunks of kDropoutChunk elements and are compared with
 // random::dropout_threshold(p). Chunks run in parallel above kParallelGrain elements.
 inline constexpr int64_t kDropoutChunk = 1024;  // elements; a multiple of 64
@@ -33,7 +34,7 @@ void for_each_dropout_chunk(const DropoutParams& p, int64_t n, Body body) {
     const int64_t i0 = c * kDropoutChunk, m = std::min(kDropoutChunk, n - i0);
     alignas(64) uint32_t words[kDropoutChunk];
     philox_words(p.seed, p.stream, static_cast<uint64_t>(i0 / 4), (m + 3) / 4, words);
-    alignas(64) bool keep[kDropoutChunk];
+    alignas(64) uint32_t keep[kDropoutChunk];
     for (int64_t j = 0; j < m; ++j) keep[j] = (words[j] >> 8) >= threshold;
     body(i0, m, keep);
   }
@@ -43,8 +44,11 @@ void for_each_dropout_chunk(const DropoutParams& p, int64_t n, Body body) {
 template <class T>
 void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
   const T scale = static_cast<T>(p.scale);
-  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
-    for (int64_t j = 0; j < m; ++j) y[i0 + j] = keep[j] ? x[i0 + j] * scale : T(0);
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const uint32_t* keep) {
+    for (int64_t j = 0; j < m; ++j) {
+      const T v = x[i0 + j] * scale;  // computed for every element, then selected: a vector loop
+      y[i0 + j] = keep[j] ? v : T(0);
+    }
   });
 }
 
@@ -54,9 +58,10 @@ void dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
 template <class T>
 void dropout_add_apply(const DropoutParams& p, int64_t n, const T* r, const T* x, T* out) {
   const T scale = static_cast<T>(p.scale);
-  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const uint32_t* keep) {
     for (int64_t j = 0; j < m; ++j) {
-      const T dropped = keep[j] ? x[i0 + j] * scale : T(0);
+      const T v = x[i0 + j] * scale;
+      const T dropped = keep[j] ? v : T(0);
       out[i0 + j] = r[i0 + j] + dropped;
     }
   });
@@ -68,10 +73,10 @@ void dropout_add_apply(const DropoutParams& p, int64_t n, const T* r, const T* x
 template <class T>
 void relu_dropout_apply(const DropoutParams& p, int64_t n, const T* x, T* y) {
   const T scale = static_cast<T>(p.scale);
-  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const bool* keep) {
+  for_each_dropout_chunk(p, n, [&](int64_t i0, int64_t m, const uint32_t* keep) {
     for (int64_t j = 0; j < m; ++j) {
-      const T v = x[i0 + j], r = v > 0 ? v : T(0);
-      y[i0 + j] = keep[j] ? r * scale : T(0);
+      const T v = x[i0 + j], r = v > 0 ? v : T(0), kept = r * scale;
+      y[i0 + j] = keep[j] ? kept : T(0);
     }
   });
 }
@@ -84,7 +89,10 @@ template <class T>
 void relu_dropout_backward(double scale, int64_t n, const T* y, const T* g, T* gx) {
   const T s = static_cast<T>(scale);
 #pragma omp parallel for schedule(static) if (n > kParallelGrain)
-  for (int64_t i = 0; i < n; ++i) gx[i] = y[i] > 0 ? g[i] * s : T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T v = g[i] * s;  // computed for every element, then selected: a vector loop
+    gx[i] = y[i] > 0 ? v : T(0);
+  }
 }
 
 }  // namespace heed::kernels::cpu
