@@ -4,12 +4,15 @@
 // columns. OpenBLAS copies both operands into panels on every call (12 % of a G2P training
 // step) and clears C before a beta = 0 product (another pass); heed then adds the bias and
 // applies the activation in further passes. Here:
-// - op(B) is copied once per call into panels of 32 columns x 256 k (the only full copy);
+// - op(B) is copied once per call into panels of 32 columns x 256 k (the only full copy;
+//   transposed weights through 16 x 16 register transposes);
 // - op(A) is read where it lies: a row-major A (x, dY) is broadcast element by element
 //   from its rows; a transposed A (dY^T in a weight gradient), whose rows are 4 KiB apart and
 //   would collide in L1's sets, is first copied 168 rows x 256 k at a time;
 // - a 14 x 32 register tile (28 accumulators) runs over 256 k at a time, its result stored
-//   with alpha, beta, the bias and ReLU applied on the way out (no pass of its own).
+//   with alpha, beta, the bias and ReLU applied on the way out (no pass of its own); blocks of
+//   at least 512 columns run each row tile across all panels (A's rows stay in L1), narrower
+//   ones each panel across all row tiles (the panel stays in L1).
 // Each element of C is a sum over k in the same order (blocks of 256, in order, each
 // accumulated from k = 0 up) whatever the tile, row count or thread count, so row or column
 // tiles of one product give the same bits as the whole.
