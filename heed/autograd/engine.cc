@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/elementwise.h"
 #include "heed/tensor/strided.h"
 
 namespace heed::autograd {
@@ -23,6 +24,7 @@ Tensor add_same_shape(const Tensor& a, const Tensor& b) {
       const T *pa = a.data<T>(), *pb = b.data<T>();
       T* o = out.data<T>();
       const int64_t n = out.numel();
+#pragma omp parallel for schedule(static) if (n > kernels::cpu::kParallelGrain)
       for (int64_t i = 0; i < n; ++i) o[i] = pa[i] + pb[i];
     });
     return out;

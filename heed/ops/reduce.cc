@@ -6,6 +6,7 @@
 #include <limits>
 
 #include "heed/autograd/graph.h"
+#include "heed/kernels/cpu/elementwise.h"
 #include "heed/ops/elementwise.h"
 #include "heed/ops/shape.h"
 #include "heed/tensor/strided.h"
@@ -37,11 +38,40 @@ ReducePlan plan_reduce(const Tensor& x, const std::vector<int64_t>& dims, bool k
   return p;
 }
 
+// Leading dims reduced, trailing ones kept, x contiguous (a bias gradient: column sums of
+// [rows, cols]): columns split across threads, each column summed over rows in order, exactly
+// as the general loop below orders its additions.
+template <class T>
+bool sum_leading(const Tensor& x, const ReducePlan& p, Tensor& out) {
+  if (!x.is_contiguous()) return false;
+  int64_t lead = 0;
+  while (lead < x.dim() && p.reduced[lead]) ++lead;
+  for (int64_t i = lead; i < x.dim(); ++i)
+    if (p.reduced[i]) return false;
+  const int64_t cols = out.numel(), rows = cols == 0 ? 0 : x.numel() / cols;
+  const T* px = x.data<T>();
+  T* po = out.data<T>();
+  constexpr int64_t kBlock = 256;  // columns per task: 2 KiB of double sums
+  const int64_t blocks = (cols + kBlock - 1) / kBlock;
+#pragma omp parallel for schedule(static) if (x.numel() > kernels::cpu::kParallelGrain && blocks > 1)
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t j0 = b * kBlock, w = std::min(kBlock, cols - j0);
+    double acc[kBlock] = {};
+    for (int64_t r = 0; r < rows; ++r) {
+      const T* row = px + r * cols + j0;
+      for (int64_t j = 0; j < w; ++j) acc[j] += row[j];
+    }
+    for (int64_t j = 0; j < w; ++j) po[j0 + j] = static_cast<T>(acc[j]);
+  }
+  return true;
+}
+
 // Sum into a keep_shape tensor: out strides are 0 along reduced dims.
 Tensor sum_kernel(const Tensor& x, const ReducePlan& p) {
   Tensor out = Tensor::empty(p.keep_shape, x.dtype());
   dispatch_float(x.dtype(), "sum", [&](auto tag) {
     using T = decltype(tag);
+    if (sum_leading<T>(x, p, out)) return;
     std::vector<double> acc(out.numel(), 0.0);
     Shape ostrides = contiguous_strides(p.keep_shape);
     for (int64_t i = 0; i < x.dim(); ++i)

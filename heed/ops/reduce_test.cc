@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <omp.h>
+
 #include <cmath>
 
 #include "heed/heed.h"
@@ -36,6 +38,31 @@ TEST(Reduce, SumAndMeanMatchReference) {
   // A long reduction in f32 accumulates in double: exact to f32 rounding.
   Tensor big = Tensor::full({1 << 20}, 0.1f);
   EXPECT_TRUE(all_close(sum(big), ref::sum(big, {}, false), {0, 1e-7}));
+}
+
+// Leading dims of a contiguous tensor (bias gradients) take a column-parallel path: the same
+// additions in the same order as the general strided loop (bitwise, checked on a transposed
+// copy, which takes that loop), with 1 and 2 threads.
+TEST(Reduce, SumOverLeadingDimsMatchesGeneralPathBitwise) {
+  for (const Shape& shape : {Shape{1536, 300}, Shape{3, 700, 257}, Shape{40000, 2}}) {
+    Tensor x = Tensor::randn(shape, 7);
+    std::vector<int64_t> lead(shape.size() - 1);
+    for (size_t i = 0; i < lead.size(); ++i) lead[i] = static_cast<int64_t>(i);
+    // The same values with the last dim outermost in memory: not contiguous, so the general loop.
+    const int64_t r = static_cast<int64_t>(shape.size());
+    std::vector<int64_t> last_first{r - 1}, back;
+    for (int64_t i = 0; i + 1 < r; ++i) last_first.push_back(i);
+    for (int64_t i = 1; i < r; ++i) back.push_back(i);
+    back.push_back(0);
+    Tensor strided = x.raw_permute(last_first).clone_data().raw_permute(back);
+    ASSERT_FALSE(strided.is_contiguous());
+    const Tensor want = sum(strided, lead);
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      EXPECT_TRUE(testing::bitwise_equal(sum(x, lead), want)) << shape_str(shape) << " threads " << threads;
+    }
+  }
+  omp_set_num_threads(omp_get_num_procs());
 }
 
 TEST(Reduce, MaxMatchesReference) {
