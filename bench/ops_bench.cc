@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "heed/heed.h"
+#include "heed/kernels/cpu/gemm_packed.h"
 #include "heed/kernels/cpu/gemm_small.h"
 
 namespace {
@@ -78,6 +79,44 @@ BENCHMARK(BM_SmallRowsNT)
     ->ArgsProduct({{1, 8, 24, 64}, {1024}, {256}, {0, 1}})
     ->ArgsProduct({{1, 8, 24, 64}, {256}, {768}, {0, 1}})
     ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+// The products of a Transformer training step (G2P: 1536 token rows, d = 256, ff 1024):
+// forward x W^T, backward dY W and dY^T x, on heed's packed kernel (kernels/cpu/gemm_packed.h)
+// and on cblas_sgemm, one thread, same operands, same binary; C is written whole (beta = 0).
+// Args: m, n, k, trans_a, trans_b, kernel (0 BLAS, 1 heed).
+void BM_TrainingGemm(benchmark::State& state) {
+  const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
+  const bool ta = state.range(3) != 0, tb = state.range(4) != 0, heed_kernel = state.range(5) != 0;
+  if (heed_kernel && !heed::kernels::cpu::gemm_packed_available()) {
+    state.SkipWithError("no AVX-512");
+    return;
+  }
+  Tensor a = Tensor::randn({m * k}, 1), b = Tensor::randn({k * n}, 2), c = Tensor::zeros({m, n});
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(1);
+  for (auto _ : state) {
+    if (heed_kernel)
+      heed::kernels::cpu::gemm_packed(ta, tb, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), ldb, 0.0f,
+                                      c.data<float>(), n);
+    else
+      cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, static_cast<int>(m),
+                  static_cast<int>(n), static_cast<int>(k), 1.0f, a.data<float>(), static_cast<int>(lda),
+                  b.data<float>(), static_cast<int>(ldb), 0.0f, c.data<float>(), static_cast<int>(n));
+    benchmark::ClobberMemory();
+  }
+  omp_set_num_threads(saved);
+  set_flops(state, m, n, k);
+  state.SetLabel(heed_kernel ? "heed packed" : "openblas");
+}
+BENCHMARK(BM_TrainingGemm)
+    ->ArgNames({"m", "n", "k", "ta", "tb", "heed"})
+    ->ArgsProduct({{1536}, {256, 768, 1024}, {256}, {0}, {1}, {0, 1}})  // x W^T
+    ->ArgsProduct({{1536}, {256}, {1024}, {0}, {1}, {0, 1}})            // x W^T, the ff output layer
+    ->ArgsProduct({{1536}, {256, 1024}, {1024, 256}, {0}, {0}, {0, 1}})  // dY W
+    ->ArgsProduct({{256, 768, 1024}, {256, 1024}, {1536}, {1}, {0}, {0, 1}})  // dW = dY^T x
+    ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
 void set_rows(benchmark::State& state, int64_t elements, int64_t bytes_per_element) {
