@@ -57,12 +57,13 @@ TEST(Reduce, SumOverLeadingDimsMatchesGeneralPathBitwise) {
     Tensor strided = x.raw_permute(last_first).clone_data().raw_permute(back);
     ASSERT_FALSE(strided.is_contiguous());
     const Tensor want = sum(strided, lead);
+    const int saved = omp_get_max_threads();
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
       EXPECT_TRUE(testing::bitwise_equal(sum(x, lead), want)) << shape_str(shape) << " threads " << threads;
     }
+    omp_set_num_threads(saved);
   }
-  omp_set_num_threads(omp_get_num_procs());
 }
 
 TEST(Reduce, MaxMatchesReference) {

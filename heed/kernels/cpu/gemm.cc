@@ -135,11 +135,10 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
         epilogue_pass(mi, nj, cij, p.ldc, ej);
         continue;
       }
-      if (backend != GemmBackend::kBlas && gemm_packed_available()) {
-        gemm_packed(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb,
-                    static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu});
-        continue;
-      }
+      if (backend != GemmBackend::kBlas && gemm_packed_available() &&
+          gemm_packed(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb,
+                      static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu}))
+        continue;  // (false only when its scratch memory could not be had: BLAS below)
     }
     {
       SingleThreadedBlas one_thread;
@@ -157,8 +156,9 @@ void batched(const GemmParams& p, int64_t items, const int64_t* a_off, const int
 
 }  // namespace
 
-bool gemm_packed_available() {
-  static const bool yes = __builtin_cpu_supports("avx512f");
+bool gemm_packed_available() {  // the ISA its file is compiled for (GCC may use BW/DQ/VL in vectorised loops)
+  static const bool yes = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return yes;
 }
 

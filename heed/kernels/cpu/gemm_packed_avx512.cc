@@ -24,7 +24,7 @@ struct FreeDeleter {
 };
 
 // Per-thread scratch, allocated on a thread's first product and reused (no allocation, no
-// first touch of fresh pages, in the loop).
+// first touch of fresh pages, in the loop); null if the allocation failed.
 float* scratch_b() {
   thread_local std::unique_ptr<float, FreeDeleter> buf(
       static_cast<float*>(std::aligned_alloc(64, sizeof(float) * kKc * kNc)));
@@ -94,7 +94,6 @@ __attribute__((always_inline)) inline void tile(int64_t kc, const float* a, int6
         r1 = _mm512_add_ps(r1, bias1);
       }
       if (s.relu) {  // as heed::relu: v > 0 ? v : 0 (NaN -> 0: vmaxps returns its second operand)
-        // (maskz_ rather than _mm512_max_ps, whose _mm512_undefined_ps trips GCC 12's -Wmaybe-uninitialized)
         r0 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r0, zero);
         r1 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r1, zero);
       }
@@ -149,8 +148,6 @@ void block(int64_t mc, int64_t nc, int64_t kc, const float* a, int64_t lda, cons
 }
 
 // out[c * ldo + r] = in[r * ldi + c] for r, c < 16.
-// (The maskz_ forms with every lane set: the plain intrinsics pass _mm512_undefined_ps, which
-// trips GCC 12's -Wuninitialized.)
 inline void transpose16(const float* in, int64_t ldi, float* out, int64_t ldo) {
   constexpr __mmask16 kAll = 0xFFFF;
   constexpr __mmask8 kAll8 = 0xFF;
@@ -235,16 +232,17 @@ void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const G
 
 }  // namespace
 
-void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+bool gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  const GemmEpilogueF32& epilogue) {
-  if (m <= 0 || n <= 0) return;
+  if (m <= 0 || n <= 0) return true;
   if (k <= 0 || alpha == 0.f) {
     scale_only(m, n, beta, c, ldc, epilogue);
-    return;
+    return true;
   }
   float* bbuf = scratch_b();
-  float* abuf = scratch_a();
+  float* abuf = trans_a ? scratch_a() : nullptr;  // only a transposed A is copied
+  if (bbuf == nullptr || (trans_a && abuf == nullptr)) return false;
   for (int64_t p0 = 0; p0 < k; p0 += kKc) {
     const int64_t kc = std::min(kKc, k - p0);
     for (int64_t j0 = 0; j0 < n; j0 += kNc) {
@@ -270,6 +268,7 @@ void gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
       }
     }
   }
+  return true;
 }
 
 }  // namespace heed::kernels::cpu

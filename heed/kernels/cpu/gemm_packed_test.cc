@@ -49,8 +49,8 @@ void check(const Problem& q) {
   if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
     for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> c = c0;
-  gemm_packed(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
-              {q.bias ? bias.data() : nullptr, q.relu});
+  ASSERT_TRUE(gemm_packed(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
+              {q.bias ? bias.data() : nullptr, q.relu}));
   std::vector<double> got(q.m * q.n), want(q.m * q.n);
   for (int64_t i = 0; i < q.m; ++i) {
     for (int64_t j = q.n; j < ldc; ++j) {
@@ -82,6 +82,7 @@ TEST(GemmPacked, MatchesNaiveReferenceOnAwkwardSizes) {
         for (int64_t n : {1, 7, 31, 33, 65})
           for (int64_t k : {1, 17, 255, 256, 257, 600}) check({ta, tb, m, n, k});
       check({ta, tb, 33, 1025, 40});                                  // two column blocks
+      check({ta, tb, 30, 1100, 300, 0, 0, 0, 1.0f, 0.5f, true, true});  // ... with bias, ReLU, beta, two k blocks
       check({ta, tb, 337, 70, 300, 3, 5, 2, 0.5f, 1.0f});             // strided, accumulate into C
       check({ta, tb, 20, 40, 513, 0, 0, 0, -1.5f, 0.25f, true, true});  // three k blocks, everything
     }
