@@ -7,6 +7,7 @@
 #include "heed/autograd/graph.h"
 #include "heed/ops/elementwise.h"
 #include "heed/ops/reduce.h"
+#include "heed/tensor/random.h"
 
 namespace heed::testing {
 
@@ -50,6 +51,12 @@ namespace heed::testing {
                                            << a.to_vector<double>()[el] << " vs " << b.to_vector<double>()[el];
     }
   return ::testing::AssertionSuccess();
+}
+
+std::vector<float> uniform_floats(int64_t n, uint64_t seed) {
+  std::vector<float> v(n);
+  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f * random::uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0f;
+  return v;
 }
 
 Tensor rand_param(const Shape& shape, uint64_t seed, DType dtype) {

@@ -36,4 +36,8 @@ inline constexpr Tol kGolden{1e-4, 1e-3};
 // Random f64/f32 tensor with requires_grad set, for gradchecks.
 Tensor rand_param(const Shape& shape, uint64_t seed, DType dtype = DType::kF64);
 
+// n floats uniform in [-1, 1), element i from heed's counter-based generator (seed, i): the
+// operands of the raw-kernel tests.
+std::vector<float> uniform_floats(int64_t n, uint64_t seed);
+
 }  // namespace heed::testing

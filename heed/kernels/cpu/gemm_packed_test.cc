@@ -20,11 +20,7 @@
 namespace heed::kernels::cpu {
 namespace {
 
-std::vector<float> random_values(int64_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f * random::uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0f;
-  return v;
-}
+using testing::uniform_floats;
 
 struct Problem {
   bool ta, tb;
@@ -42,10 +38,10 @@ void check(const Problem& q) {
                 ldc = q.n + q.pad_c;
   // A scaled by 1 / sqrt(k): products of order one at every k, so STYLE.md's GEMM tolerance
   // measures the kernel rather than the cancellation in long sums.
-  std::vector<float> a = random_values(a_rows * lda, 1);
+  std::vector<float> a = uniform_floats(a_rows * lda, 1);
   for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
-  const std::vector<float> b = random_values(b_rows * ldb, 2), bias = random_values(q.n, 4);
-  std::vector<float> c0 = random_values(q.m * ldc, 3);
+  const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
+  std::vector<float> c0 = uniform_floats(q.m * ldc, 3);
   if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
     for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> c = c0;
@@ -127,7 +123,7 @@ TEST(GemmPacked, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
   const int64_t m = 181, n = 75, k = 530;
   for (bool ta : {false, true})
     for (bool tb : {false, true}) {
-      const std::vector<float> a = random_values(m * k, 4), b = random_values(n * k, 5), bias = random_values(n, 6);
+      const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5), bias = uniform_floats(n, 6);
       const int64_t lda = ta ? m : k, ldb = tb ? k : n;
       std::vector<float> whole(m * n), parts(m * n);
       gemm_packed(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
@@ -146,7 +142,7 @@ TEST(GemmPacked, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
 // within the GEMM tolerance, bias and ReLU included.
 TEST(GemmPacked, BlasBackendAgrees) {
   const int64_t m = 300, n = 130, k = 270;
-  const std::vector<float> a = random_values(m * k, 7), b = random_values(n * k, 8), bias = random_values(n, 9);
+  const std::vector<float> a = uniform_floats(m * k, 7), b = uniform_floats(n * k, 8), bias = uniform_floats(n, 9);
   const GemmParams p{.trans_a = false, .trans_b = true, .m = m, .n = n, .k = k, .lda = k, .ldb = k, .ldc = n};
   std::vector<float> ours(m * n), blas(m * n);
   const GemmBackend saved = gemm_backend();

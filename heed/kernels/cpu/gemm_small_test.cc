@@ -18,11 +18,7 @@
 namespace heed::kernels::cpu {
 namespace {
 
-std::vector<float> random_values(int64_t n, uint64_t seed) {
-  std::vector<float> v(n);
-  for (int64_t i = 0; i < n; ++i) v[i] = 2.0f * random::uniform(seed, 0, static_cast<uint64_t>(i)) - 1.0f;
-  return v;
-}
+using testing::uniform_floats;
 
 struct Problem {
   int64_t m, n, k, lda, ldb, ldc;
@@ -33,8 +29,8 @@ struct Problem {
 // the product matches alpha * ref::linear(A, B) + beta * c0 (double) within STYLE.md's GEMM
 // tolerance.
 void check(const Problem& q) {
-  const std::vector<float> a = random_values(q.m * q.lda, 1), b = random_values(q.n * q.ldb, 2);
-  std::vector<float> c0 = random_values(q.m * q.ldc, 3);
+  const std::vector<float> a = uniform_floats(q.m * q.lda, 1), b = uniform_floats(q.n * q.ldb, 2);
+  std::vector<float> c0 = uniform_floats(q.m * q.ldc, 3);
   if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
     for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> c = c0;
@@ -89,7 +85,7 @@ TEST(GemmNtSmall, AlphaZeroScalesCOnly) {
 TEST(GemmNtSmall, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
   if (!gemm_nt_small_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
   const int64_t m = 11, n = 29, k = 77;
-  const std::vector<float> a = random_values(m * k, 4), b = random_values(n * k, 5);
+  const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5);
   std::vector<float> whole(m * n), parts(m * n);
   gemm_nt_small(m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, whole.data(), n);
   for (int64_t i0 = 0; i0 < m; i0 += 4)
