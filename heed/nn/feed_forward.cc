@@ -15,16 +15,13 @@ Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear
                     double dropout_p, bool training, uint64_t seed, uint64_t stream) {
   const DropoutOptions drop{.p = dropout_p, .training = true, .seed = seed, .stream = stream};
   const bool dropped = training && dropout_p > 0;
-  Tensor h;  // [..., C] -> [..., F]
-  if (activation == Activation::kRelu && !dropped) {
-    h = linear_relu(x, linear1.weight(), linear1.bias());  // ReLU applied as the product is stored
-  } else {
-    h = linear1.forward(x);
-    if (dropped)
-      h = activation == Activation::kRelu ? relu_dropout(h, drop) : dropout(activate(h, activation), drop);
-    else
-      h = activate(h, activation);
-  }
+  if (activation == Activation::kRelu && !dropped)  // [..., C] -> [..., F] -> [..., C], one node
+    return linear_relu_linear(x, linear1.weight(), linear1.bias(), linear2.weight(), linear2.bias());
+  Tensor h = linear1.forward(x);  // [..., C] -> [..., F]
+  if (dropped)
+    h = activation == Activation::kRelu ? relu_dropout(h, drop) : dropout(activate(h, activation), drop);
+  else
+    h = activate(h, activation);
   return linear2.forward(h);  // [..., F] -> [..., C]
 }
 

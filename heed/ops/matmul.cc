@@ -193,4 +193,57 @@ Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   return linear_impl(x, weight, bias, true, "linear_relu");
 }
 
+Tensor linear_relu_linear(const Tensor& x, const Tensor& w1, const Tensor& b1, const Tensor& w2, const Tensor& b2) {
+  Tensor h, y;
+  {
+    autograd::NoGradGuard no_grad;  // one node for the pair, recorded below
+    h = linear_relu(x, w1, b1);     // [..., F]
+    y = linear(h, w2, b2);          // [..., C]
+  }
+  std::vector<Tensor> inputs{x, w1};
+  if (b1.defined()) inputs.push_back(b1);
+  inputs.push_back(w2);
+  if (b2.defined()) inputs.push_back(b2);
+  if (!autograd::grad_enabled() ||
+      std::none_of(inputs.begin(), inputs.end(), [](const Tensor& t) { return autograd::requires_grad(t); }))
+    return y;  // nothing to record (and no copies of x and h to keep)
+  const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
+  autograd::record(
+      "linear_relu_linear", y, inputs,
+      [x2 = x.detach().raw_contiguous().raw_reshape({rows, w1.size(1)}), h2 = h.detach().raw_reshape({rows, w1.size(0)}),
+       w1 = w1.detach(), w2 = w2.detach(), x_shape = x.shape(), has_b1 = b1.defined(),
+       has_b2 = b2.defined()](const Tensor& g) {
+        const int64_t r = x2.size(0), f = w1.size(0), c = w2.size(0);
+        const Tensor g2 = g.raw_contiguous().raw_reshape({r, c});  // [R, C]
+        // dh = (g W2) [h > 0]: ReLU's mask applied by the GEMM as it stores (no pass of its own).
+        Tensor dh = Tensor::empty({r, f}, g2.dtype());
+        BlasLayout lw = blas_layout(w2);  // W2 [C, F] as the right operand
+        Tensor w2m = w2;
+        if (!lw.ok) {
+          w2m = w2.clone_data();
+          lw = blas_layout(w2m);
+        }
+        if (r > 0 && f > 0) {
+          dispatch_float(g2.dtype(), "linear_relu_linear backward", [&](auto tag) {
+            using T = decltype(tag);
+            T* pd = dh.data<T>();
+            if (c == 0) {
+              std::fill(pd, pd + r * f, T(0));
+              return;
+            }
+            const kernels::cpu::GemmParams p{.trans_a = false, .trans_b = lw.trans, .m = r, .n = f, .k = c,
+                                             .lda = c, .ldb = lw.ld, .ldc = f};
+            kernels::cpu::gemm(p, g2.data<T>(), w2m.data<T>(), pd, {nullptr, false, h2.data<T>()});
+          });
+        }
+        std::vector<Tensor> grads{matmul_nograd(dh, w1).raw_reshape(x_shape),  // [R, C_in]
+                                  matmul_nograd(dh.raw_transpose(0, 1), x2)};    // [F, C_in]
+        if (has_b1) grads.push_back(sum_to(dh, {f}));
+        grads.push_back(matmul_nograd(g2.raw_transpose(0, 1), h2));  // [C, F]
+        if (has_b2) grads.push_back(sum_to(g2, {c}));
+        return grads;
+      });
+  return y;
+}
+
 }  // namespace heed

@@ -126,6 +126,45 @@ TEST(Matmul, FusedLinearEqualsComposedOpsBitwise) {
   kernels::cpu::set_gemm_backend(saved);
 }
 
+// The feed-forward pair as one node (ReLU's mask applied inside the hidden gradient's GEMM):
+// the composed ops' bits in value and every gradient, on either backend, biases or not.
+TEST(Matmul, LinearReluLinearEqualsComposedOpsBitwise) {
+  const kernels::cpu::GemmBackend saved = kernels::cpu::gemm_backend();
+  for (auto backend : {kernels::cpu::GemmBackend::kAuto, kernels::cpu::GemmBackend::kBlas}) {
+    kernels::cpu::set_gemm_backend(backend);
+    for (int64_t c : {7, 64, 300})
+      for (int64_t f : {33, 1030})
+        for (bool biases : {true, false}) {
+          uint64_t seed = static_cast<uint64_t>(c * 10000 + f);
+          const Tensor x = Tensor::randn({2, 37, c}, ++seed), w1 = Tensor::randn({f, c}, ++seed),
+                       b1 = Tensor::randn({f}, ++seed), w2 = Tensor::randn({c, f}, ++seed),
+                       b2 = Tensor::randn({c}, ++seed), g = Tensor::randn({2, 37, c}, ++seed);
+          std::vector<Tensor> p[2];
+          for (auto& ps : p) {
+            for (const Tensor& t : {x, w1, b1, w2, b2}) ps.push_back(t.clone_data());
+            for (Tensor& t : ps) t.requires_grad_();
+          }
+          const Tensor nob;
+          Tensor fused = linear_relu_linear(p[0][0], p[0][1], biases ? p[0][2] : nob, p[0][3], biases ? p[0][4] : nob);
+          Tensor composed = linear(linear_relu(p[1][0], p[1][1], biases ? p[1][2] : nob), p[1][3], biases ? p[1][4] : nob);
+          const std::string what = "c=" + std::to_string(c) + " f=" + std::to_string(f) + (biases ? " biases" : "") +
+                                   (backend == kernels::cpu::GemmBackend::kBlas ? " blas" : " auto");
+          ASSERT_TRUE(testing::bitwise_equal(fused, composed)) << what;
+          sum(mul(fused, g)).backward();
+          sum(mul(composed, g)).backward();
+          for (int i = 0; i < 5; ++i) {
+            if (!biases && (i == 2 || i == 4)) continue;
+            EXPECT_TRUE(testing::bitwise_equal(p[0][i].grad(), p[1][i].grad())) << what << " input " << i;
+          }
+        }
+  }
+  kernels::cpu::set_gemm_backend(saved);
+  EXPECT_TRUE(gradcheck(
+      [](const std::vector<Tensor>& t) { return linear_relu_linear(t[0], t[1], t[2], t[3], t[4]); },
+      {testing::rand_param({2, 3, 4}, 21), testing::rand_param({6, 4}, 22), testing::rand_param({6}, 23),
+       testing::rand_param({4, 6}, 24), testing::rand_param({4}, 25)}));
+}
+
 TEST(Matmul, LinearReluGradientsAndReference) {
   EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& x) { return linear_relu(x[0], x[1], x[2]); },
                         {testing::rand_param({2, 3, 4}, 11), testing::rand_param({5, 4}, 12),

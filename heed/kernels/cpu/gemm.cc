@@ -97,13 +97,17 @@ std::atomic<GemmBackend> g_backend{backend_from_environment()};
 // C[0:m, 0:n] = act(C + bias) after a BLAS call (the packed kernel does this as it stores).
 template <class T>
 void epilogue_pass(int64_t m, int64_t n, T* c, int64_t ldc, const GemmEpilogue<T>& e) {
-  if (!e.bias && !e.relu) return;
+  if (!e.bias && !e.relu && !e.relu_grad_of) return;
   for (int64_t i = 0; i < m; ++i) {
     T* ci = c + i * ldc;
     if (e.bias)
       for (int64_t j = 0; j < n; ++j) ci[j] += e.bias[j];
     if (e.relu)
       for (int64_t j = 0; j < n; ++j) ci[j] = ci[j] > T(0) ? ci[j] : T(0);
+    if (e.relu_grad_of) {
+      const T* mi = e.relu_grad_of + i * ldc;
+      for (int64_t j = 0; j < n; ++j) ci[j] = mi[j] > T(0) ? ci[j] : T(0);
+    }
   }
 }
 
@@ -124,7 +128,8 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
     const T* ai = a + a_off[item] + (p.trans_a ? i0 : i0 * p.lda);
     const T* bj = b + b_off[item] + (p.trans_b ? j0 * p.ldb : j0);
     T* cij = c + item * c_stride + i0 * p.ldc + j0;
-    const GemmEpilogue<T> ej{e.bias ? e.bias + j0 : nullptr, e.relu};
+    const GemmEpilogue<T> ej{e.bias ? e.bias + j0 : nullptr, e.relu,
+                             e.relu_grad_of ? e.relu_grad_of + (cij - c) : nullptr};
     if constexpr (std::is_same_v<T, float>) {
       // Chosen per product, not per tile, so every row of a product takes the same path.
       const GemmBackend backend = g_backend.load(std::memory_order_relaxed);
@@ -137,7 +142,7 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
       }
       if (backend != GemmBackend::kBlas && gemm_packed_available() &&
           gemm_packed(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb,
-                      static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu}))
+                      static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu, ej.relu_grad_of}))
         continue;  // (false only when its scratch memory could not be had: BLAS below)
     }
     {

@@ -17,11 +17,14 @@ struct GemmParams {
 };
 
 // After the product: + bias[j] (bias has N elements, shared by every item of a batch; null
-// for none), then max(., 0) when relu (as heed::relu: v > 0 ? v : 0).
+// for none), then max(., 0) when relu (as heed::relu: v > 0 ? v : 0), then, when relu_grad_of
+// is set, zero wherever relu_grad_of[i, j] <= 0 (ReLU's backward from its output; a matrix
+// laid out as C: the same leading dimension and item stride).
 template <class T>
 struct GemmEpilogue {
   const T* bias = nullptr;
   bool relu = false;
+  const T* relu_grad_of = nullptr;
 };
 
 // One product: C[M, N] = act(alpha * op(A) op(B) + beta * C + bias).

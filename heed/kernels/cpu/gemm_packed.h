@@ -26,10 +26,12 @@ namespace heed::kernels::cpu {
 bool gemm_packed_available();
 
 // What happens to each element of C after the product: + bias[j] (bias may be null), then
-// max(., 0) when relu. Applied after alpha and beta.
+// max(., 0) when relu, then 0 wherever relu_grad_of[i * ldc + j] <= 0 (relu_grad_of laid out
+// as C; may be null). Applied after alpha and beta.
 struct GemmEpilogueF32 {
   const float* bias = nullptr;
   bool relu = false;
+  const float* relu_grad_of = nullptr;
 };
 
 // C[i, j] = act(alpha * sum_p op(A)[i, p] op(B)[p, j] + beta * C[i, j] + bias[j]) for i < m,

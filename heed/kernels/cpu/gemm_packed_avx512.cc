@@ -46,6 +46,7 @@ struct Store {
   bool first, last;  // first k block (beta applies) / last k block (bias and ReLU apply)
   const float* bias;  // at the tile's first column, or null
   bool relu;
+  const float* relu_grad_of;  // at the tile's first element (C's layout), or null
 };
 
 // C[0:MR, 0:32] (masked to the tile's columns) from MR rows of op(A) and one packed panel of
@@ -97,6 +98,11 @@ __attribute__((always_inline)) inline void tile(int64_t kc, const float* a, int6
         r0 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r0, zero);
         r1 = _mm512_maskz_max_ps(__mmask16(0xFFFF), r1, zero);
       }
+      if (s.relu_grad_of) {  // keep where the ReLU's output is > 0 (ordered compare: NaN drops)
+        const float* gi = s.relu_grad_of + i * ldc;
+        r0 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m0, gi), zero, _CMP_GT_OQ), r0);
+        r1 = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m1, gi + 16), zero, _CMP_GT_OQ), r1);
+      }
     }
     _mm512_mask_storeu_ps(ci, m0, r0);
     _mm512_mask_storeu_ps(ci + 16, m1, r1);
@@ -132,9 +138,11 @@ template <bool kTransA>
 void block(int64_t mc, int64_t nc, int64_t kc, const float* a, int64_t lda, const float* bpack, float* c,
            int64_t ldc, Store s, const float* bias) {
   const auto a_at = [&](int64_t i) { return a + (kTransA ? i : i * lda); };
+  const float* grad_of = s.relu_grad_of;  // at the block's first element
   const auto run = [&](int64_t i, int64_t jp) {
     const int64_t w = std::min<int64_t>(kNr, nc - jp);
     s.bias = bias ? bias + jp : nullptr;
+    s.relu_grad_of = grad_of ? grad_of + i * ldc + jp : nullptr;
     tile_rows<kTransA>(std::min<int64_t>(kMr, mc - i), kc, a_at(i), lda, bpack + (jp / kNr) * kc * kNr,
                        c + i * ldc + jp, ldc, s, lanes(w), lanes(w - 16));
   };
@@ -225,6 +233,7 @@ void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const G
       float v = beta == 0.f ? 0.f : beta * ci[j];
       if (e.bias) v += e.bias[j];
       if (e.relu) v = v > 0.f ? v : 0.f;
+      if (e.relu_grad_of) v = e.relu_grad_of[i * ldc + j] > 0.f ? v : 0.f;
       ci[j] = v;
     }
   }
@@ -257,7 +266,8 @@ bool gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
           ablock = abuf;
           ablock_ld = mc;
         }
-        const Store s{alpha, beta, p0 == 0, p0 + kc == k, nullptr, epilogue.relu};
+        const Store s{alpha, beta, p0 == 0, p0 + kc == k, nullptr, epilogue.relu,
+                      epilogue.relu_grad_of ? epilogue.relu_grad_of + i0 * ldc + j0 : nullptr};
         const float* bias = epilogue.bias ? epilogue.bias + j0 : nullptr;
         float* cblock = c + i0 * ldc + j0;
         if (trans_a) {

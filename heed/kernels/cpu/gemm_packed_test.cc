@@ -27,7 +27,7 @@ struct Problem {
   int64_t m, n, k;
   int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
   float alpha = 1.0f, beta = 0.0f;
-  bool bias = false, relu = false;
+  bool bias = false, relu = false, grad_mask = false;
 };
 
 void check(const Problem& q) {
@@ -42,11 +42,12 @@ void check(const Problem& q) {
   for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
   const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
   std::vector<float> c0 = uniform_floats(q.m * ldc, 3);
+  const std::vector<float> mask = uniform_floats(q.m * ldc, 5);  // laid out as C; about half > 0
   if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
     for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
   std::vector<float> c = c0;
   ASSERT_TRUE(gemm_packed(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
-              {q.bias ? bias.data() : nullptr, q.relu}));
+              {q.bias ? bias.data() : nullptr, q.relu, q.grad_mask ? mask.data() : nullptr}));
   std::vector<double> got(q.m * q.n), want(q.m * q.n);
   for (int64_t i = 0; i < q.m; ++i) {
     for (int64_t j = q.n; j < ldc; ++j) {
@@ -60,6 +61,7 @@ void check(const Problem& q) {
       double v = q.alpha * s + (q.beta == 0.0f ? 0.0 : static_cast<double>(q.beta) * c0[i * ldc + j]);
       if (q.bias) v += bias[j];
       if (q.relu) v = v > 0 ? v : 0;
+      if (q.grad_mask && !(mask[i * ldc + j] > 0)) v = 0;
       want[i * q.n + j] = v;
       got[i * q.n + j] = c[i * ldc + j];
     }
@@ -67,7 +69,7 @@ void check(const Problem& q) {
   EXPECT_TRUE(testing::all_close(Tensor::from_vector(got, {q.m, q.n}), Tensor::from_vector(want, {q.m, q.n}),
                                  testing::kReduction))
       << "ta=" << q.ta << " tb=" << q.tb << " m=" << q.m << " n=" << q.n << " k=" << q.k << " alpha=" << q.alpha
-      << " beta=" << q.beta << " bias=" << q.bias << " relu=" << q.relu;
+      << " beta=" << q.beta << " bias=" << q.bias << " relu=" << q.relu << " grad_mask=" << q.grad_mask;
 }
 
 TEST(GemmPacked, MatchesNaiveReferenceOnAwkwardSizes) {
@@ -79,6 +81,8 @@ TEST(GemmPacked, MatchesNaiveReferenceOnAwkwardSizes) {
           for (int64_t k : {1, 17, 255, 256, 257, 600}) check({ta, tb, m, n, k});
       check({ta, tb, 33, 1025, 40});                                  // two column blocks
       check({ta, tb, 30, 1100, 300, 0, 0, 0, 1.0f, 0.5f, true, true});  // ... with bias, ReLU, beta, two k blocks
+      check({ta, tb, 200, 1100, 300, 0, 0, 3, 1.0f, 0.0f, false, false, true});  // ReLU's gradient mask
+      check({ta, tb, 15, 33, 17, 2, 2, 1, 1.0f, 0.0f, false, false, true});
       check({ta, tb, 337, 70, 300, 3, 5, 2, 0.5f, 1.0f});             // strided, accumulate into C
       check({ta, tb, 20, 40, 513, 0, 0, 0, -1.5f, 0.25f, true, true});  // three k blocks, everything
     }
