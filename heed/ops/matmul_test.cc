@@ -163,6 +163,28 @@ TEST(Matmul, LinearReluLinearEqualsComposedOpsBitwise) {
       [](const std::vector<Tensor>& t) { return linear_relu_linear(t[0], t[1], t[2], t[3], t[4]); },
       {testing::rand_param({2, 3, 4}, 21), testing::rand_param({6, 4}, 22), testing::rand_param({6}, 23),
        testing::rand_param({4, 6}, 24), testing::rand_param({4}, 25)}));
+  EXPECT_TRUE(gradcheck([](const std::vector<Tensor>& t) { return linear_relu_linear(t[0], t[1], Tensor(), t[2], Tensor()); },
+                        {testing::rand_param({5, 4}, 26), testing::rand_param({6, 4}, 27), testing::rand_param({4, 6}, 28)}));
+  // Few rows (the no-pack kernel and the pass after it) with W2 stored transposed, and a
+  // strided W2 (copied first): still the composed ops' bits.
+  for (bool strided : {false, true}) {
+    const Tensor x = Tensor::randn({9, 40}, 31), w1 = Tensor::randn({70, 40}, 32), b1 = Tensor::randn({70}, 33);
+    std::vector<Tensor> p[2];
+    for (auto& ps : p) {
+      for (const Tensor& t : {x, w1, b1}) ps.push_back(t.clone_data());
+      ps.push_back(strided ? Tensor::randn({40, 140}, 34).raw_slice(1, 0, 140, 2)      // [40, 70], strided
+                           : Tensor::randn({70, 40}, 34).raw_transpose(0, 1));         // [40, 70], transposed
+      ASSERT_FALSE(ps.back().is_contiguous());
+      for (Tensor& t : ps) t.requires_grad_();
+    }
+    Tensor fused = linear_relu_linear(p[0][0], p[0][1], p[0][2], p[0][3], Tensor());
+    Tensor composed = linear(linear_relu(p[1][0], p[1][1], p[1][2]), p[1][3]);
+    ASSERT_TRUE(testing::bitwise_equal(fused, composed)) << "strided " << strided;
+    sum(fused).backward();
+    sum(composed).backward();
+    for (int i = 0; i < 4; ++i)
+      EXPECT_TRUE(testing::bitwise_equal(p[0][i].grad(), p[1][i].grad())) << "strided " << strided << " input " << i;
+  }
 }
 
 TEST(Matmul, LinearReluGradientsAndReference) {
@@ -276,8 +298,26 @@ TEST(Matmul, TiledProductsMatchReference) {
             kernels::cpu::gemm_tiled(p, tiling, 2, a_off, b_off, m * n, a.data<T>(), b.data<T>(), c.data<T>());
           });
           Tensor av = ta ? a.raw_transpose(1, 2) : a, bv = tb ? b.raw_transpose(1, 2) : b;
-          EXPECT_TRUE(all_close(c, ref::matmul(av, bv), kReduction))
+          const Tensor want = ref::matmul(av, bv);
+          EXPECT_TRUE(all_close(c, want, kReduction))
               << "tiles " << tiling.rows << "x" << tiling.cols << " trans_a " << ta << " trans_b " << tb;
+          // The same with bias, ReLU and ReLU's gradient mask (laid out as C, items included):
+          // every tile must find its own part of both (heed's kernel, or the pass after BLAS
+          // for f64).
+          Tensor bias = Tensor::randn({n}, ++seed, dtype), mask = Tensor::randn({2, m, n}, ++seed, dtype);
+          dispatch_float(dtype, "test", [&](auto tag) {
+            using T = decltype(tag);
+            kernels::cpu::gemm_tiled(p, tiling, 2, a_off, b_off, m * n, a.data<T>(), b.data<T>(), c.data<T>(),
+                                     {bias.data<T>(), true, mask.data<T>()});
+          });
+          std::vector<double> w2 = want.raw_contiguous().to_vector<double>();
+          const std::vector<double> bv2 = bias.to_vector<double>(), mv = mask.to_vector<double>();
+          for (size_t i = 0; i < w2.size(); ++i) {
+            const double v = w2[i] + bv2[i % n];
+            w2[i] = mv[i] > 0 && v > 0 ? v : 0;
+          }
+          EXPECT_TRUE(all_close(c, Tensor::from_vector(w2, {2, m, n}), kReduction))
+              << "with epilogue: tiles " << tiling.rows << "x" << tiling.cols << " trans_a " << ta << " trans_b " << tb;
         }
 }
 

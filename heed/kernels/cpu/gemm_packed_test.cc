@@ -83,6 +83,8 @@ TEST(GemmPacked, MatchesNaiveReferenceOnAwkwardSizes) {
       check({ta, tb, 30, 1100, 300, 0, 0, 0, 1.0f, 0.5f, true, true});  // ... with bias, ReLU, beta, two k blocks
       check({ta, tb, 200, 1100, 300, 0, 0, 3, 1.0f, 0.0f, false, false, true});  // ReLU's gradient mask
       check({ta, tb, 15, 33, 17, 2, 2, 1, 1.0f, 0.0f, false, false, true});
+      check({ta, tb, 20, 40, 30, 0, 0, 0, -0.5f, 0.5f, true, true, true});  // with everything
+      check({ta, tb, 6, 7, 0, 0, 0, 0, 1.0f, 0.5f, true, false, true});     // k = 0: beta C + bias, masked
       check({ta, tb, 337, 70, 300, 3, 5, 2, 0.5f, 1.0f});             // strided, accumulate into C
       check({ta, tb, 20, 40, 513, 0, 0, 0, -1.5f, 0.25f, true, true});  // three k blocks, everything
     }
