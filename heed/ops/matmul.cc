@@ -3,6 +3,8 @@
 #include "heed/ops/matmul.h"
 
 #include <algorithm>
+#include <tuple>
+#include <utility>
 
 #include "heed/autograd/graph.h"
 #include "heed/kernels/cpu/elementwise.h"
@@ -32,6 +34,15 @@ BlasLayout blas_layout(const Tensor& t) {
   return {};
 }
 
+// t as a GEMM operand: itself when BLAS can read its last two dims in place, else a
+// contiguous copy; with the layout to read it by.
+std::pair<Tensor, BlasLayout> gemm_operand(const Tensor& t) {
+  const BlasLayout l = blas_layout(t);
+  if (l.ok) return {t, l};
+  Tensor copy = t.clone_data();
+  return {copy, blas_layout(copy)};
+}
+
 // C[M, N] = A[M, K] @ B[K, N] for every batch index; a, b expanded to the batch shape.
 Tensor batched_gemm(Tensor a, Tensor b) {
   const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
@@ -42,9 +53,9 @@ Tensor batched_gemm(Tensor a, Tensor b) {
   if (shape_numel(out_shape) == 0 || k == 0) return Tensor::zeros(out_shape, a.dtype());
   Tensor out = Tensor::empty(out_shape, a.dtype());  // beta = 0: GEMM writes every element
 
-  BlasLayout la = blas_layout(a), lb = blas_layout(b);
-  if (!la.ok) { a = a.clone_data(); la = blas_layout(a); }
-  if (!lb.ok) { b = b.clone_data(); lb = blas_layout(b); }
+  BlasLayout la, lb;
+  std::tie(a, la) = gemm_operand(a);
+  std::tie(b, lb) = gemm_operand(b);
 
   // Offsets of every batch item in a, b and out.
   std::vector<int64_t> oa, ob;
@@ -131,12 +142,7 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   out_shape.push_back(out_features);
   const int64_t rows = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   const Tensor x2 = x.raw_contiguous().raw_reshape({rows, in});  // [R, I]
-  Tensor wt = weight.raw_transpose(0, 1);  // [I, O]
-  BlasLayout lw = blas_layout(wt);
-  if (!lw.ok) {
-    wt = wt.clone_data();
-    lw = blas_layout(wt);
-  }
+  const auto [wt, lw] = gemm_operand(weight.raw_transpose(0, 1));  // [I, O]
   const Tensor b = bias.defined() ? bias.raw_contiguous() : Tensor();
   Tensor out = Tensor::empty({rows, out_features}, x.dtype());  // every element written below
   if (rows > 0 && out_features > 0) {
@@ -217,12 +223,7 @@ Tensor linear_relu_linear(const Tensor& x, const Tensor& w1, const Tensor& b1, c
         const Tensor g2 = g.raw_contiguous().raw_reshape({r, c});  // [R, C]
         // dh = (g W2) [h > 0]: ReLU's mask applied by the GEMM as it stores (no pass of its own).
         Tensor dh = Tensor::empty({r, f}, g2.dtype());
-        BlasLayout lw = blas_layout(w2);  // W2 [C, F] as the right operand
-        Tensor w2m = w2;
-        if (!lw.ok) {
-          w2m = w2.clone_data();
-          lw = blas_layout(w2m);
-        }
+        const auto [w2m, lw] = gemm_operand(w2);  // W2 [C, F] as the right operand
         if (r > 0 && f > 0) {
           dispatch_float(g2.dtype(), "linear_relu_linear backward", [&](auto tag) {
             using T = decltype(tag);
