@@ -149,18 +149,10 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
     dispatch_float(x.dtype(), name, [&](auto tag) {
       using T = decltype(tag);
       const kernels::cpu::GemmEpilogue<T> epilogue{b.defined() ? b.data<T>() : nullptr, relu};
-      T* po = out.data<T>();
-      if (in == 0) {  // no product: act(bias), or zeros
-        for (int64_t i = 0; i < rows; ++i)
-          for (int64_t j = 0; j < out_features; ++j) {
-            const T v = epilogue.bias ? epilogue.bias[j] : T(0);
-            po[i * out_features + j] = relu && !(v > T(0)) ? T(0) : v;
-          }
-        return;
-      }
+      // (in == 0: no product, act(bias) or zeros; the GEMM handles it)
       const kernels::cpu::GemmParams p{.trans_a = false, .trans_b = lw.trans, .m = rows, .n = out_features, .k = in,
                                        .lda = in, .ldb = lw.ld, .ldc = out_features};
-      kernels::cpu::gemm(p, x2.data<T>(), wt.data<T>(), po, epilogue);
+      kernels::cpu::gemm(p, x2.data<T>(), wt.data<T>(), out.data<T>(), epilogue);
     });
   }
   out = out.raw_reshape(out_shape);
@@ -227,14 +219,9 @@ Tensor linear_relu_linear(const Tensor& x, const Tensor& w1, const Tensor& b1, c
         if (r > 0 && f > 0) {
           dispatch_float(g2.dtype(), "linear_relu_linear backward", [&](auto tag) {
             using T = decltype(tag);
-            T* pd = dh.data<T>();
-            if (c == 0) {
-              std::fill(pd, pd + r * f, T(0));
-              return;
-            }
             const kernels::cpu::GemmParams p{.trans_a = false, .trans_b = lw.trans, .m = r, .n = f, .k = c,
-                                             .lda = c, .ldb = lw.ld, .ldc = f};
-            kernels::cpu::gemm(p, g2.data<T>(), w2m.data<T>(), pd, {nullptr, false, h2.data<T>()});
+                                             .lda = c, .ldb = lw.ld, .ldc = f};  // c == 0: zeros (GEMM)
+            kernels::cpu::gemm(p, g2.data<T>(), w2m.data<T>(), dh.data<T>(), {nullptr, false, h2.data<T>()});
           });
         }
         std::vector<Tensor> grads{matmul_nograd(dh, w1).raw_reshape(x_shape),  // [R, C_in]

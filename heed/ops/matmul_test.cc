@@ -321,6 +321,25 @@ TEST(Matmul, TiledProductsMatchReference) {
         }
 }
 
+// k == 0 takes one path for every backend and dtype: C = act(beta C + bias), A and B unread.
+TEST(Matmul, GemmWithoutInnerDimensionScalesCOnly) {
+  const kernels::cpu::GemmBackend saved = kernels::cpu::gemm_backend();
+  for (auto backend : {kernels::cpu::GemmBackend::kAuto, kernels::cpu::GemmBackend::kBlas})
+    for (DType dtype : {DType::kF32, DType::kF64}) {
+      kernels::cpu::set_gemm_backend(backend);
+      Tensor c = Tensor::full({2, 3}, 2.0, dtype), bias = Tensor::from_vector(std::vector<double>{-5, 0, 1}, {3}).to(dtype);
+      Tensor nan = Tensor::full({4}, std::nan(""), dtype);
+      const kernels::cpu::GemmParams p{.m = 2, .n = 3, .k = 0, .lda = 1, .ldb = 3, .ldc = 3, .beta = 0.5};
+      dispatch_float(dtype, "test", [&](auto tag) {
+        using T = decltype(tag);
+        kernels::cpu::gemm(p, nan.data<T>(), nan.data<T>(), c.data<T>(), {bias.data<T>(), true});
+      });
+      EXPECT_TRUE(testing::bitwise_equal(c, Tensor::from_vector(std::vector<double>{0, 1, 2, 0, 1, 2}, {2, 3}).to(dtype)))
+          << dtype_name(dtype) << (backend == kernels::cpu::GemmBackend::kBlas ? " blas" : " auto");
+    }
+  kernels::cpu::set_gemm_backend(saved);
+}
+
 TEST(Matmul, TilingDependsOnProblemAndMachineOnly) {
   using kernels::cpu::gemm_tiling;
   // Two processors: two row tiles of a square product, column tiles when rows are few, none for small ones.

@@ -130,6 +130,15 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
     T* cij = c + item * c_stride + i0 * p.ldc + j0;
     const GemmEpilogue<T> ej{e.bias ? e.bias + j0 : nullptr, e.relu,
                              e.relu_grad_of ? e.relu_grad_of + (cij - c) : nullptr};
+    if (p.k == 0) {  // no product, on every path: C = act(beta C + bias), A and B unread
+      for (int64_t i = 0; i < mi; ++i)
+        for (int64_t j = 0; j < nj; ++j) {
+          T& v = cij[i * p.ldc + j];
+          v = p.beta == 0 ? T(0) : static_cast<T>(p.beta) * v;
+        }
+      epilogue_pass(mi, nj, cij, p.ldc, ej);
+      continue;
+    }
     if constexpr (std::is_same_v<T, float>) {
       // Chosen per product, not per tile, so every row of a product takes the same path.
       const GemmBackend backend = g_backend.load(std::memory_order_relaxed);

@@ -27,7 +27,8 @@ struct GemmEpilogue {
   const T* relu_grad_of = nullptr;
 };
 
-// One product: C[M, N] = act(alpha * op(A) op(B) + beta * C + bias).
+// One product: C[M, N] = act(alpha * op(A) op(B) + beta * C + bias); with k == 0, C =
+// act(beta * C + bias) on every backend, A and B unread.
 void gemm(const GemmParams& p, const float* a, const float* b, float* c, const GemmEpilogue<float>& e = {});
 void gemm(const GemmParams& p, const double* a, const double* b, double* c, const GemmEpilogue<double>& e = {});
 
