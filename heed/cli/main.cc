@@ -118,8 +118,31 @@ int run_train(const TrainArgs& args) {
 
 // ---------------------------------------------------------------- eval
 
+// Checkpoints decoded together: one model, or an ensemble (each step's next-token
+// distribution is the mean of theirs). The first one's run config supplies the data path,
+// thread count and decoding defaults.
+struct LoadedModels {
+  std::vector<train::G2PModel> loaded;
+  std::vector<const models::TransformerSeq2Seq*> ptrs;
+  const train::G2PModel& first() const { return loaded.front(); }
+};
+
+LoadedModels load_models(const std::vector<std::string>& dirs, const char* command) {
+  HEED_CHECK(!dirs.empty(), command, ": no --model given");
+  LoadedModels out;
+  for (const std::string& d : dirs) {
+    out.loaded.push_back(train::load_g2p_model(d));
+    const data::G2PVocabs& v = out.loaded.back().vocabs;
+    HEED_CHECK(v.chars == out.first().vocabs.chars && v.phonemes == out.first().vocabs.phonemes, command,
+               ": --model ", d, " has other vocabularies than ", dirs.front(),
+               "; the models of an ensemble must share their characters and phonemes");
+  }
+  for (const train::G2PModel& m : out.loaded) out.ptrs.push_back(m.model.get());
+  return out;
+}
+
 struct EvalArgs {
-  std::string model;
+  std::vector<std::string> models;
   std::string split = "test";
   std::string data;  // cmudict path; default: the one the model was trained on
   int64_t beam = 0;  // 0: the model's config
@@ -129,7 +152,8 @@ struct EvalArgs {
 };
 
 int run_eval(const EvalArgs& args) {
-  train::G2PModel g2p = train::load_g2p_model(args.model);
+  const LoadedModels models = load_models(args.models, "eval");
+  const train::G2PModel& g2p = models.first();
   train::DataConfig data_config = g2p.config.data;
   if (!args.data.empty()) data_config.cmudict = args.data;
   if (g2p.config.loop.threads > 0) omp_set_num_threads(static_cast<int>(g2p.config.loop.threads));
@@ -148,20 +172,22 @@ int run_eval(const EvalArgs& args) {
   io::ProgressBar bar(args.quiet ? nullptr : stderr, static_cast<int64_t>(entries.size()), po);
   int64_t done = 0;
   train::SequenceErrorRates r =
-      train::evaluate_g2p(*g2p.model, lexicon, entries, g2p.vocabs, decode, [&](int64_t n) {
+      train::evaluate_g2p(models.ptrs, lexicon, entries, g2p.vocabs, decode, [&](int64_t n) {
         bar.advance(n - done, static_cast<double>(n - done));
         done = n;
       });
   bar.finish();
-  std::printf("%s: WER %s PER %s (%ld words, beam %ld, alpha %.2f)\n", args.split.c_str(), percent(r.wer()).c_str(),
+  std::printf("%s: WER %s PER %s (%ld words, beam %ld, alpha %.2f", args.split.c_str(), percent(r.wer()).c_str(),
               percent(r.per()).c_str(), static_cast<long>(r.words), static_cast<long>(decode.beam_size), decode.alpha);
+  if (models.ptrs.size() > 1) std::printf(", ensemble of %zu models", models.ptrs.size());
+  std::printf(")\n");
   return 0;
 }
 
 // ---------------------------------------------------------------- predict
 
 struct PredictArgs {
-  std::string model;
+  std::vector<std::string> models;
   std::vector<std::string> words;
   int64_t nbest = 0;
   int64_t beam = 0;
@@ -169,7 +195,8 @@ struct PredictArgs {
 };
 
 int run_predict(const PredictArgs& args) {
-  train::G2PModel g2p = train::load_g2p_model(args.model);
+  const LoadedModels models = load_models(args.models, "predict");
+  const train::G2PModel& g2p = models.first();
   std::vector<std::string> words = args.words;
   if (words.empty()) {
     std::string w;
@@ -182,7 +209,7 @@ int run_predict(const PredictArgs& args) {
   HEED_CHECK(decode.nbest <= decode.beam_size, "predict: --nbest ", decode.nbest, " exceeds the beam size ",
              decode.beam_size, " (pass --beam)");
   if (decode.beam_size == 1) decode.nbest = 1;
-  for (const train::WordPrediction& p : train::predict_words(*g2p.model, g2p.vocabs, words, decode))
+  for (const train::WordPrediction& p : train::predict_words(models.ptrs, g2p.vocabs, words, decode))
     for (size_t i = 0; i < p.phonemes.size(); ++i)
       std::printf("%s\t%s\t%.4f\n", p.word.c_str(), join(p.phonemes[i]).c_str(), p.scores[i]);
   return 0;
@@ -255,8 +282,11 @@ int main(int argc, char** argv) {
 
   EvalArgs eval_args;
   CLI::App* eval_cmd = app.add_subcommand("eval", "word and phoneme error rates of a checkpoint on a CMUdict split");
-  eval_cmd->add_option("--model", eval_args.model, "checkpoint directory (e.g. runs/g2p-small/checkpoints/best)")
-      ->required();
+  eval_cmd->add_option("--model", eval_args.models,
+                        "checkpoint directory (e.g. runs/g2p-small/checkpoints/best); give it several times to "
+                        "decode with an ensemble (the mean of the models' next-token distributions)")
+      ->required()
+      ->allow_extra_args(false);  // one directory per --model
   eval_cmd->add_option("--split", eval_args.split, "test (default), validation or train");
   eval_cmd->add_option("--data", eval_args.data, "CMUdict file (default: the one the model was trained on)");
   eval_cmd->add_option("--beam", eval_args.beam, "beam size (default: the model's config; 1 = greedy)");
@@ -266,7 +296,9 @@ int main(int argc, char** argv) {
 
   PredictArgs predict_args;
   CLI::App* predict_cmd = app.add_subcommand("predict", "pronunciations of words (arguments, or stdin one per line)");
-  predict_cmd->add_option("--model", predict_args.model, "checkpoint directory")->required();
+  predict_cmd->add_option("--model", predict_args.models, "checkpoint directory; several times for an ensemble")
+      ->required()
+      ->allow_extra_args(false);  // one directory per --model: the words follow
   predict_cmd->add_option("--nbest", predict_args.nbest, "hypotheses per word (default: the model's config)");
   predict_cmd->add_option("--beam", predict_args.beam, "beam size (default: the model's config; 1 = greedy)");
   predict_cmd->add_option("--alpha", predict_args.alpha, "length normalisation exponent");

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "heed/decode/beam.h"
+#include "heed/decode/ensemble.h"
 #include "heed/decode/greedy.h"
 #include "heed/decode/kv_cache.h"
 #include "heed/heed.h"
@@ -158,6 +159,107 @@ TEST(Decode, BatchedEqualsOneByOne) {
     }
   }
   EXPECT_THROW(beam_search(dec, u.src, u.lens, {.beam_size = 2, .nbest = 3}), Error);
+}
+
+// A second model over the same vocabularies, untrained (other seed): its distributions
+// differ from trained_model()'s everywhere, so a mixture of the two is visible.
+const models::TransformerSeq2Seq& other_model() {
+  static std::unique_ptr<models::TransformerSeq2Seq> model = [] {
+    auto m = std::make_unique<models::TransformerSeq2Seq>(models::TransformerSeq2SeqOptions{
+        .src_vocab = 9, .tgt_vocab = 9, .d_model = 16, .heads = 2, .encoder_layers = 1, .decoder_layers = 1,
+        .ff_width = 24, .dropout = 0.0, .max_len = 32, .seed = 11});
+    m->eval();
+    return m;
+  }();
+  return *model;
+}
+
+TEST(Ensemble, OfOneModelIsThatModel) {
+  const auto& m = trained_model();
+  Unseen u;
+  BeamOptions bo{.beam_size = 3, .alpha = 1.0, .nbest = 3, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
+  CachedSeq2SeqDecoder alone(m), member(m);
+  EnsembleDecoder ensemble({&member});
+  auto a = beam_search(alone, u.src, u.lens, bo), b = beam_search(ensemble, u.src, u.lens, bo);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size()) << i;
+    for (size_t j = 0; j < a[i].size(); ++j) {
+      EXPECT_EQ(a[i][j].tokens, b[i][j].tokens) << i << "/" << j;
+      EXPECT_EQ(a[i][j].score, b[i][j].score) << i << "/" << j;
+    }
+  }
+}
+
+TEST(Ensemble, OfTheSameModelTwiceDecodesAsThatModel) {
+  const auto& m = trained_model();
+  Unseen u;
+  BeamOptions bo{.beam_size = 4, .alpha = 0.6, .nbest = 2, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
+  CachedSeq2SeqDecoder alone(m), first(m), second(m);
+  EnsembleDecoder ensemble({&first, &second});
+  auto a = beam_search(alone, u.src, u.lens, bo), b = beam_search(ensemble, u.src, u.lens, bo);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size()) << i;
+    for (size_t j = 0; j < a[i].size(); ++j) {
+      EXPECT_EQ(a[i][j].tokens, b[i][j].tokens) << i << "/" << j;
+      EXPECT_NEAR(a[i][j].log_prob, b[i][j].log_prob, 1e-5) << i << "/" << j;  // log(mean(p, p)) = log p
+    }
+  }
+}
+
+// Each step of the ensemble is log((p_a + p_b) / 2) of the two models' own steps on the
+// same tokens, through a reorder (rows dropped and duplicated) as beam search does.
+TEST(Ensemble, StepIsTheMeanOfTheMembersDistributions) {
+  const auto& ma = trained_model();
+  const auto& mb = other_model();
+  Unseen u;
+  CachedSeq2SeqDecoder a(ma), b(mb), ea(ma), eb(mb);
+  EnsembleDecoder ensemble({&ea, &eb});
+  for (IncrementalDecoder* d : std::vector<IncrementalDecoder*>{&a, &b, &ensemble}) d->start(u.src, u.lens, 6);
+  std::vector<std::vector<int64_t>> feeds = {{kBos, kBos, kBos, kBos}, {5, 3, 8, 4}, {6, 6, 7}, {3, 4, 4}};
+  const Tensor keep = Tensor::from_vector(std::vector<int64_t>{3, 0, 0}, {3});
+  double max_mixed_gap = 0;
+  for (size_t t = 0; t < feeds.size(); ++t) {
+    if (t == 2)
+      for (IncrementalDecoder* d : std::vector<IncrementalDecoder*>{&a, &b, &ensemble}) d->reorder(keep);
+    const Tensor tokens = Tensor::from_vector(feeds[t], {static_cast<int64_t>(feeds[t].size())});
+    const Tensor la = a.step(tokens), lb = b.step(tokens), le = ensemble.step(tokens);
+    ASSERT_EQ(le.shape(), la.shape());
+    EXPECT_EQ(le.dtype(), la.dtype());
+    const std::vector<double> va = la.to_vector<double>(), vb = lb.to_vector<double>(), ve = le.to_vector<double>();
+    const int64_t v = la.size(1);
+    for (int64_t r = 0; r < la.size(0); ++r) {
+      double total = 0;
+      for (int64_t k = 0; k < v; ++k) {
+        const size_t e = static_cast<size_t>(r * v + k);
+        const double want = std::log(0.5 * (std::exp(va[e]) + std::exp(vb[e])));
+        EXPECT_NEAR(ve[e], want, 1e-6) << "step " << t << " row " << r << " token " << k;
+        max_mixed_gap = std::max(max_mixed_gap, std::min(std::abs(ve[e] - va[e]), std::abs(ve[e] - vb[e])));
+        total += std::exp(ve[e]);
+      }
+      EXPECT_NEAR(total, 1.0, 1e-5) << "step " << t << " row " << r;  // still a distribution
+    }
+  }
+  EXPECT_GT(max_mixed_gap, 1e-2);  // the members really differ: the test could tell a member from the mean
+}
+
+TEST(Ensemble, MembersWithOtherVocabulariesAreAnError) {
+  const auto& m = trained_model();
+  models::TransformerSeq2Seq wider(models::TransformerSeq2SeqOptions{
+      .src_vocab = 9, .tgt_vocab = 10, .d_model = 16, .heads = 2, .encoder_layers = 1, .decoder_layers = 1,
+      .ff_width = 24, .dropout = 0.0, .max_len = 32, .seed = 3});
+  wider.eval();
+  Unseen u;
+  CachedSeq2SeqDecoder a(m), b(wider);
+  EnsembleDecoder ensemble({&a, &b});
+  ensemble.start(u.src, u.lens, 4);
+  try {
+    ensemble.step(Tensor::from_vector(std::vector<int64_t>{kBos, kBos, kBos, kBos}, {4}));
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("share the target vocabulary"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(EnsembleDecoder({}), Error);
 }
 
 }  // namespace

@@ -2,12 +2,14 @@
 #include "heed/train/g2p.h"
 
 #include <algorithm>
+#include <memory>
 #include <numeric>
 #include <string_view>
 #include <unordered_map>
 
 #include "heed/autograd/graph.h"
 #include "heed/decode/beam.h"
+#include "heed/decode/ensemble.h"
 #include "heed/decode/greedy.h"
 #include "heed/decode/kv_cache.h"
 #include "heed/train/checkpoint.h"
@@ -28,7 +30,7 @@ G2PData load_g2p_data(const DataConfig& config) {
     d.valid_entries.resize(config.max_valid_words);
   d.vocabs = data::build_g2p_vocabs(d.lexicon, d.train_entries);
   d.train = data::make_g2p_examples(d.lexicon, d.train_entries, d.vocabs,
-                                    data::G2PExampleOptions{.pronunciations = config.pronunciations});
+                                    data::G2PExampleOptions{.pronunciations = config.pronunciations, .encode = {}});
   return d;
 }
 
@@ -56,11 +58,11 @@ G2PDecodeOptions decode_options(const DecodeConfig& c, bool for_validation) {
   return o;
 }
 
-std::vector<std::vector<PhonemePrediction>> predict_ids(const models::TransformerSeq2Seq& model,
-                                                        std::span<const std::vector<int64_t>> sources,
+std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span<const std::vector<int64_t>> sources,
                                                         const G2PDecodeOptions& o,
                                                         const std::function<void(int64_t)>& on_batch) {
   HEED_CHECK(o.batch_size > 0, "predict: batch_size must be positive, got ", o.batch_size);
+  HEED_CHECK(!models.empty(), "predict: no model given");
   autograd::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(sources.size());
   std::vector<int64_t> order(n);
@@ -68,7 +70,13 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(const models::Transforme
   std::stable_sort(order.begin(), order.end(),
                    [&](int64_t a, int64_t b) { return sources[a].size() < sources[b].size(); });
   std::vector<std::vector<PhonemePrediction>> out(n);
-  decode::CachedSeq2SeqDecoder decoder(model);
+  std::vector<std::unique_ptr<decode::CachedSeq2SeqDecoder>> members;
+  std::vector<decode::IncrementalDecoder*> member_ptrs;
+  for (const models::TransformerSeq2Seq* m : models) {
+    members.push_back(std::make_unique<decode::CachedSeq2SeqDecoder>(*m));
+    member_ptrs.push_back(members.back().get());
+  }
+  decode::EnsembleDecoder decoder(std::move(member_ptrs));
   for (int64_t start = 0; start < n; start += o.batch_size) {
     const int64_t end = std::min(n, start + o.batch_size);
     std::vector<std::vector<int64_t>> batch;
@@ -93,20 +101,22 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(const models::Transforme
   return out;
 }
 
-std::vector<WordPrediction> predict_words(const models::TransformerSeq2Seq& model, const data::G2PVocabs& vocabs,
+std::vector<WordPrediction> predict_words(Models models, const data::G2PVocabs& vocabs,
                                           std::span<const std::string> words, const G2PDecodeOptions& options) {
+  HEED_CHECK(!models.empty(), "predict: no model given");
   std::vector<std::vector<int64_t>> sources;
   for (const std::string& w : words) {
     HEED_CHECK(!w.empty(), "predict: empty word");
     std::vector<int64_t> ids = data::encode_chars(vocabs.chars, data::normalize_g2p_word(w));
-    HEED_CHECK(static_cast<int64_t>(ids.size()) <= model.options().max_len ||
-                   model.options().positions == nn::PositionKind::kRotary ||
-                   model.options().positions == nn::PositionKind::kNone,
-               "predict: word '", w, "' has ", ids.size(), " characters, the model takes at most ",
-               model.options().max_len);
+    for (const models::TransformerSeq2Seq* model : models)
+      HEED_CHECK(static_cast<int64_t>(ids.size()) <= model->options().max_len ||
+                     model->options().positions == nn::PositionKind::kRotary ||
+                     model->options().positions == nn::PositionKind::kNone,
+                 "predict: word '", w, "' has ", ids.size(), " characters, the model takes at most ",
+                 model->options().max_len);
     sources.push_back(std::move(ids));
   }
-  std::vector<std::vector<PhonemePrediction>> preds = predict_ids(model, sources, options);
+  std::vector<std::vector<PhonemePrediction>> preds = predict_ids(models, sources, options);
   std::vector<WordPrediction> out;
   for (size_t i = 0; i < words.size(); ++i) {
     WordPrediction wp{.word = words[i], .phonemes = {}, .scores = {}};
@@ -119,15 +129,15 @@ std::vector<WordPrediction> predict_words(const models::TransformerSeq2Seq& mode
   return out;
 }
 
-SequenceErrorRates evaluate_g2p(const models::TransformerSeq2Seq& model, const data::Lexicon& lexicon,
-                                std::span<const int64_t> entries, const data::G2PVocabs& vocabs,
-                                const G2PDecodeOptions& options, const std::function<void(int64_t)>& on_batch) {
+SequenceErrorRates evaluate_g2p(Models models, const data::Lexicon& lexicon, std::span<const int64_t> entries,
+                                const data::G2PVocabs& vocabs, const G2PDecodeOptions& options,
+                                const std::function<void(int64_t)>& on_batch) {
   const data::EncodeOptions lenient{.unknown = data::UnknownToken::kUseUnk};
   std::vector<std::vector<int64_t>> sources;
   for (int64_t e : entries) sources.push_back(data::encode_chars(vocabs.chars, lexicon.entries[e].word, lenient));
   G2PDecodeOptions o = options;
   o.nbest = 1;
-  std::vector<std::vector<PhonemePrediction>> preds = predict_ids(model, sources, o, on_batch);
+  std::vector<std::vector<PhonemePrediction>> preds = predict_ids(models, sources, o, on_batch);
   SequenceErrorRates rates;
   for (size_t i = 0; i < entries.size(); ++i) {
     std::vector<std::vector<int64_t>> refs;

@@ -55,12 +55,22 @@ struct PhonemePrediction {
   double log_prob = 0;
 };
 
+// The models a prediction decodes with: one, or an ensemble whose next-token distribution
+// is the mean of its members' (decode::EnsembleDecoder). All must share the vocabularies.
+using Models = std::span<const models::TransformerSeq2Seq* const>;
+
 // n-best predictions for each source (character ids), in order. Words are decoded in
 // batches sorted by length. `on_batch(words_done)` is called after each batch when given.
-std::vector<std::vector<PhonemePrediction>> predict_ids(const models::TransformerSeq2Seq& model,
-                                                        std::span<const std::vector<int64_t>> sources,
+std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span<const std::vector<int64_t>> sources,
                                                         const G2PDecodeOptions& options,
                                                         const std::function<void(int64_t)>& on_batch = {});
+inline std::vector<std::vector<PhonemePrediction>> predict_ids(const models::TransformerSeq2Seq& model,
+                                                               std::span<const std::vector<int64_t>> sources,
+                                                               const G2PDecodeOptions& options,
+                                                               const std::function<void(int64_t)>& on_batch = {}) {
+  const models::TransformerSeq2Seq* one[] = {&model};
+  return predict_ids(one, sources, options, on_batch);
+}
 
 // Words (any case) -> n-best phoneme strings. A character the model's vocabulary lacks is a
 // heed::Error naming it and the word.
@@ -69,14 +79,27 @@ struct WordPrediction {
   std::vector<std::vector<std::string>> phonemes;  // n-best, best first
   std::vector<double> scores;
 };
-std::vector<WordPrediction> predict_words(const models::TransformerSeq2Seq& model, const data::G2PVocabs& vocabs,
+std::vector<WordPrediction> predict_words(Models models, const data::G2PVocabs& vocabs,
                                           std::span<const std::string> words, const G2PDecodeOptions& options);
+inline std::vector<WordPrediction> predict_words(const models::TransformerSeq2Seq& model, const data::G2PVocabs& vocabs,
+                                                 std::span<const std::string> words,
+                                                 const G2PDecodeOptions& options) {
+  const models::TransformerSeq2Seq* one[] = {&model};
+  return predict_words(one, vocabs, words, options);
+}
 
 // WER/PER of the model's best hypothesis for lexicon entries `entries` (every pronunciation
 // of a word is a reference).
-SequenceErrorRates evaluate_g2p(const models::TransformerSeq2Seq& model, const data::Lexicon& lexicon,
-                                std::span<const int64_t> entries, const data::G2PVocabs& vocabs,
-                                const G2PDecodeOptions& options, const std::function<void(int64_t)>& on_batch = {});
+SequenceErrorRates evaluate_g2p(Models models, const data::Lexicon& lexicon, std::span<const int64_t> entries,
+                                const data::G2PVocabs& vocabs, const G2PDecodeOptions& options,
+                                const std::function<void(int64_t)>& on_batch = {});
+inline SequenceErrorRates evaluate_g2p(const models::TransformerSeq2Seq& model, const data::Lexicon& lexicon,
+                                       std::span<const int64_t> entries, const data::G2PVocabs& vocabs,
+                                       const G2PDecodeOptions& options,
+                                       const std::function<void(int64_t)>& on_batch = {}) {
+  const models::TransformerSeq2Seq* one[] = {&model};
+  return evaluate_g2p(one, lexicon, entries, vocabs, options, on_batch);
+}
 
 // WER/PER of pronunciations produced elsewhere (another G2P system's output, read with
 // data::load_cmudict so its first pronunciation of a word is its best) against the
