@@ -2,6 +2,7 @@
 // against greedy, scores against teacher-forced log-probabilities, batch independence, and
 // a briefly trained model that reverses its training sequences.
 #include <cmath>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -12,6 +13,7 @@
 #include "heed/heed.h"
 #include "heed/ops/loss.h"
 #include "heed/ops/softmax.h"
+#include "heed/train/g2p.h"
 #include "heed/train/optimizer.h"
 
 namespace heed::decode {
@@ -198,6 +200,7 @@ TEST(Ensemble, OfTheSameModelTwiceDecodesAsThatModel) {
   CachedSeq2SeqDecoder alone(m), first(m), second(m);
   EnsembleDecoder ensemble({&first, &second});
   auto a = beam_search(alone, u.src, u.lens, bo), b = beam_search(ensemble, u.src, u.lens, bo);
+  ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].size(), b[i].size()) << i;
     for (size_t j = 0; j < a[i].size(); ++j) {
@@ -233,7 +236,8 @@ TEST(Ensemble, StepIsTheMeanOfTheMembersDistributions) {
       for (int64_t k = 0; k < v; ++k) {
         const size_t e = static_cast<size_t>(r * v + k);
         const double want = std::log(0.5 * (std::exp(va[e]) + std::exp(vb[e])));
-        EXPECT_NEAR(ve[e], want, 1e-6) << "step " << t << " row " << r << " token " << k;
+        // One f32 rounding of the result: relative 1e-6 (plus 1e-6 near zero).
+        EXPECT_NEAR(ve[e], want, 1e-6 * std::max(1.0, std::abs(want))) << "step " << t << " row " << r << " token " << k;
         max_mixed_gap = std::max(max_mixed_gap, std::min(std::abs(ve[e] - va[e]), std::abs(ve[e] - vb[e])));
         total += std::exp(ve[e]);
       }
@@ -260,6 +264,72 @@ TEST(Ensemble, MembersWithOtherVocabulariesAreAnError) {
     EXPECT_NE(std::string(e.what()).find("share the target vocabulary"), std::string::npos) << e.what();
   }
   EXPECT_THROW(EnsembleDecoder({}), Error);
+}
+
+// A member that returns fixed log-probabilities, to reach the mixing rules' edge cases.
+class FixedDecoder final : public IncrementalDecoder {
+ public:
+  explicit FixedDecoder(Tensor out) : out_(std::move(out)) {}
+  void start(const Tensor&, const Tensor&, int64_t) override {}
+  Tensor step(const Tensor&) override { return out_; }
+  void reorder(const Tensor&) override {}
+
+ private:
+  Tensor out_;
+};
+
+TEST(Ensemble, MixingRulesForImpossibleTokensNaNAndDoubles) {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::numeric_limits<double>::quiet_NaN();
+  // Three members, one row of five tokens: token 0 possible for all, token 1 for one member
+  // only, token 2 for none, token 3 NaN in one member, token 4 NaN in all.
+  const std::vector<std::vector<double>> rows = {{std::log(0.5), std::log(0.25), -inf, std::log(0.25), nan},
+                                                 {std::log(0.7), -inf, -inf, nan, nan},
+                                                 {std::log(0.1), -inf, -inf, std::log(0.9), nan}};
+  for (DType dt : {DType::kF32, DType::kF64}) {
+    FixedDecoder a(Tensor::from_vector(rows[0], {1, 5}).to(dt)), b(Tensor::from_vector(rows[1], {1, 5}).to(dt)),
+        c(Tensor::from_vector(rows[2], {1, 5}).to(dt));
+    EnsembleDecoder ensemble({&a, &b, &c});
+    const Tensor out = ensemble.step(Tensor::from_vector(std::vector<int64_t>{kBos}, {1}));
+    EXPECT_EQ(out.dtype(), dt);
+    const std::vector<double> v = out.to_vector<double>();
+    const double tol = dt == DType::kF32 ? 1e-6 : 1e-14;
+    EXPECT_NEAR(v[0], std::log((0.5 + 0.7 + 0.1) / 3), tol);
+    EXPECT_NEAR(v[1], std::log(0.25 / 3), tol);
+    EXPECT_EQ(v[2], -inf);
+    EXPECT_TRUE(std::isnan(v[3]));
+    EXPECT_TRUE(std::isnan(v[4]));
+  }
+  EXPECT_THROW(EnsembleDecoder({nullptr}), Error);
+}
+
+// The G2P prediction path with an ensemble: greedy and beam, the same model twice gives the
+// model's own predictions; a model of the ensemble whose positions are too few is named.
+TEST(Ensemble, PredictionsOfTheSameModelTwiceAreTheModels) {
+  const auto& m = trained_model();
+  const std::vector<std::vector<int64_t>> sources = {{5, 3, 8, 6, 7}, {4, 3}, {6, 6, 6, 6, 6}, {8}, {3, 4, 5, 6}};
+  const models::TransformerSeq2Seq* twice[] = {&m, &m};
+  for (int64_t beam : {1, 3}) {
+    const train::G2PDecodeOptions o{.beam_size = beam, .alpha = 1.0, .nbest = 1, .max_len = 8, .batch_size = 2};
+    auto one = train::predict_ids(m, sources, o), two = train::predict_ids(twice, sources, o);
+    ASSERT_EQ(one.size(), two.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      ASSERT_EQ(one[i].size(), 1u);
+      ASSERT_EQ(two[i].size(), 1u);
+      EXPECT_EQ(one[i][0].ids, two[i][0].ids) << "beam " << beam << " source " << i;
+      EXPECT_NEAR(one[i][0].log_prob, two[i][0].log_prob, 1e-5) << "beam " << beam << " source " << i;
+    }
+  }
+  models::TransformerSeq2Seq short_positions(models::TransformerSeq2SeqOptions{
+      .src_vocab = 9, .tgt_vocab = 9, .d_model = 16, .heads = 2, .encoder_layers = 1, .decoder_layers = 1,
+      .ff_width = 24, .dropout = 0.0, .max_len = 6, .seed = 3});
+  short_positions.eval();
+  const models::TransformerSeq2Seq* mixed[] = {&m, &short_positions};
+  try {
+    train::predict_ids(mixed, sources, {.beam_size = 1, .max_len = 8});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("model 2 of 2 has max_len 6"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

@@ -38,9 +38,13 @@ Tensor EnsembleDecoder::step(const Tensor& tokens) {
   std::vector<double> mixed(static_cast<size_t>(n));
   for (int64_t e = 0; e < n; ++e) {
     double hi = kNegInf;
-    for (const auto& v : lp) hi = std::max(hi, v[e]);
-    if (hi == kNegInf) {  // no member gives this token any probability
-      mixed[e] = kNegInf;
+    bool nan = false;
+    for (const auto& v : lp) {
+      nan = nan || std::isnan(v[e]);
+      hi = std::max(hi, v[e]);
+    }
+    if (nan || hi == kNegInf) {  // a NaN passes through, as from one model; no member gives the token any probability
+      mixed[e] = nan ? std::numeric_limits<double>::quiet_NaN() : kNegInf;
       continue;
     }
     double sum = 0;

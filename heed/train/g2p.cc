@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string_view>
 #include <unordered_map>
 
@@ -58,6 +59,18 @@ G2PDecodeOptions decode_options(const DecodeConfig& c, bool for_validation) {
   return o;
 }
 
+namespace {
+
+// "the model", or "model 2 of 3" in an ensemble, for error messages.
+std::string which_model(size_t index, size_t count) {
+  std::ostringstream out;
+  if (count == 1) out << "the model";
+  else out << "model " << index + 1 << " of " << count;
+  return out.str();
+}
+
+}  // namespace
+
 std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span<const std::vector<int64_t>> sources,
                                                         const G2PDecodeOptions& o,
                                                         const std::function<void(int64_t)>& on_batch) {
@@ -73,6 +86,11 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span
   std::vector<std::unique_ptr<decode::CachedSeq2SeqDecoder>> members;
   std::vector<decode::IncrementalDecoder*> member_ptrs;
   for (const models::TransformerSeq2Seq* m : models) {
+    const models::TransformerSeq2SeqOptions& mo = m->options();
+    HEED_CHECK(o.max_len <= mo.max_len || mo.positions == nn::PositionKind::kRotary ||
+                   mo.positions == nn::PositionKind::kNone,
+               "predict: decoding up to ", o.max_len, " phonemes needs max_len >= ", o.max_len, ", but ",
+               which_model(members.size(), models.size()), " has max_len ", mo.max_len);
     members.push_back(std::make_unique<decode::CachedSeq2SeqDecoder>(*m));
     member_ptrs.push_back(members.back().get());
   }
@@ -108,12 +126,13 @@ std::vector<WordPrediction> predict_words(Models models, const data::G2PVocabs& 
   for (const std::string& w : words) {
     HEED_CHECK(!w.empty(), "predict: empty word");
     std::vector<int64_t> ids = data::encode_chars(vocabs.chars, data::normalize_g2p_word(w));
-    for (const models::TransformerSeq2Seq* model : models)
-      HEED_CHECK(static_cast<int64_t>(ids.size()) <= model->options().max_len ||
-                     model->options().positions == nn::PositionKind::kRotary ||
-                     model->options().positions == nn::PositionKind::kNone,
-                 "predict: word '", w, "' has ", ids.size(), " characters, the model takes at most ",
-                 model->options().max_len);
+    for (size_t i = 0; i < models.size(); ++i) {
+      const models::TransformerSeq2SeqOptions& mo = models[i]->options();
+      HEED_CHECK(static_cast<int64_t>(ids.size()) <= mo.max_len || mo.positions == nn::PositionKind::kRotary ||
+                     mo.positions == nn::PositionKind::kNone,
+                 "predict: word '", w, "' has ", ids.size(), " characters, ", which_model(i, models.size()),
+                 " takes at most ", mo.max_len);
+    }
     sources.push_back(std::move(ids));
   }
   std::vector<std::vector<PhonemePrediction>> preds = predict_ids(models, sources, options);
