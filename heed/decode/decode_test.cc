@@ -176,21 +176,27 @@ const models::TransformerSeq2Seq& other_model() {
   return *model;
 }
 
+// Same n-best lists: equal tokens, scores and log-probabilities within tol (0: exactly).
+void expect_same_hypotheses(const std::vector<std::vector<Hypothesis>>& a,
+                            const std::vector<std::vector<Hypothesis>>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].size(), b[i].size()) << i;
+    for (size_t j = 0; j < a[i].size(); ++j) {
+      EXPECT_EQ(a[i][j].tokens, b[i][j].tokens) << i << "/" << j;
+      EXPECT_NEAR(a[i][j].score, b[i][j].score, tol) << i << "/" << j;
+      EXPECT_NEAR(a[i][j].log_prob, b[i][j].log_prob, tol) << i << "/" << j;
+    }
+  }
+}
+
 TEST(Ensemble, OfOneModelIsThatModel) {
   const auto& m = trained_model();
   Unseen u;
   BeamOptions bo{.beam_size = 3, .alpha = 1.0, .nbest = 3, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
   CachedSeq2SeqDecoder alone(m), member(m);
   EnsembleDecoder ensemble({&member});
-  auto a = beam_search(alone, u.src, u.lens, bo), b = beam_search(ensemble, u.src, u.lens, bo);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].size(), b[i].size()) << i;
-    for (size_t j = 0; j < a[i].size(); ++j) {
-      EXPECT_EQ(a[i][j].tokens, b[i][j].tokens) << i << "/" << j;
-      EXPECT_EQ(a[i][j].score, b[i][j].score) << i << "/" << j;
-    }
-  }
+  expect_same_hypotheses(beam_search(alone, u.src, u.lens, bo), beam_search(ensemble, u.src, u.lens, bo), 0.0);
 }
 
 TEST(Ensemble, OfTheSameModelTwiceDecodesAsThatModel) {
@@ -199,15 +205,8 @@ TEST(Ensemble, OfTheSameModelTwiceDecodesAsThatModel) {
   BeamOptions bo{.beam_size = 4, .alpha = 0.6, .nbest = 2, .bos_id = kBos, .eos_id = kEos, .max_len = 7};
   CachedSeq2SeqDecoder alone(m), first(m), second(m);
   EnsembleDecoder ensemble({&first, &second});
-  auto a = beam_search(alone, u.src, u.lens, bo), b = beam_search(ensemble, u.src, u.lens, bo);
-  ASSERT_EQ(a.size(), b.size());
-  for (size_t i = 0; i < a.size(); ++i) {
-    ASSERT_EQ(a[i].size(), b[i].size()) << i;
-    for (size_t j = 0; j < a[i].size(); ++j) {
-      EXPECT_EQ(a[i][j].tokens, b[i][j].tokens) << i << "/" << j;
-      EXPECT_NEAR(a[i][j].log_prob, b[i][j].log_prob, 1e-5) << i << "/" << j;  // log(mean(p, p)) = log p
-    }
-  }
+  // log(mean(p, p)) = log p, up to rounding.
+  expect_same_hypotheses(beam_search(alone, u.src, u.lens, bo), beam_search(ensemble, u.src, u.lens, bo), 1e-5);
 }
 
 // Each step of the ensemble is log((p_a + p_b) / 2) of the two models' own steps on the
