@@ -107,6 +107,9 @@ def build(c):
         q, k, v = (torch.randn(B, H, L, D, generator=gen, dtype=dtype) for _ in range(3))  # [B, H, L, D]
         mask = torch.ones(L, L, dtype=torch.bool).triu(1) if causal and c["impl"] == "unfused" else None
         if c["impl"] == "sdpa":
+            if not hasattr(F, "scaled_dot_product_attention"):  # Debian's torch 1.13
+                raise RuntimeError(f"torch {torch.__version__} has no F.scaled_dot_product_attention (added in 2.0)")
+
             def attend():
                 return F.scaled_dot_product_attention(q, k, v, is_causal=causal)
         else:
