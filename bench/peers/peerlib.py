@@ -248,11 +248,16 @@ def lscpu_facts():
 def torch_facts(torch):
     cfg = torch.__config__.show()
     blas = re.search(r"BLAS_INFO=([^,\s]*)", cfg)
+    if hasattr(torch.backends, "cpu"):
+        capability = torch.backends.cpu.get_cpu_capability()
+    else:  # torch < 2.0 (Debian's 1.13) only states it in its build configuration
+        found = re.search(r"CPU capability usage: (\S+)", cfg)
+        capability = found.group(1) if found else None
     return {
         "torch": torch.__version__,
         "torch_path": os.path.dirname(torch.__file__),
         "cuda_build": torch.version.cuda,
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_capability": capability,
         "blas": blas.group(1) if blas else None,
         "mkldnn": torch.backends.mkldnn.is_available(),
         "openmp": torch.backends.openmp.is_available(),
