@@ -20,6 +20,7 @@
 
 #include "bench/fma_probe.h"
 #include "heed/kernels/cpu/flash_attention.h"
+#include "heed/kernels/cpu/flash_attention_isa.h"
 #include "heed/tensor/random.h"
 
 namespace heed::bench {
@@ -220,6 +221,34 @@ void BM_FlashAttentionIsa(benchmark::State& state) {
 }
 BENCHMARK(BM_FlashAttentionIsa)->ArgNames({"L", "D", "isa"})
     ->ArgsProduct({{512, 2048}, {64}, {0, 1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// Where the forward's distance from the FMA peak goes: one 64 x 64 block of its work,
+// repeated on the AVX-512 path, one thread (flash_avx512::block_probe). Stage 0: the two
+// block products on cache-resident operands; 1: plus the online softmax; 2: plus reading a
+// new block of keys and values each time (2,048 keys in turn). Compare with
+// BM_FlashAttention/B:8/H:8/L:2048 at one thread, which adds the per-row-block work.
+void BM_FlashBlock(benchmark::State& state) {
+  const int64_t D = state.range(0);
+  const int stage = static_cast<int>(state.range(1));
+  if (kernels::cpu::resolve_cpu_isa(kernels::cpu::CpuIsa::kAuto) != kernels::cpu::CpuIsa::kAvx512) {
+    state.SkipWithError("no AVX-512 on this CPU");
+    return;
+  }
+  constexpr int64_t kReps = 512;
+  double flops = 0.0, total = 0.0, seconds = 0.0;
+  kernels::cpu::flash_avx512::block_probe(D, kReps, stage, &flops);
+  for (auto _ : state) {
+    const double t = kernels::cpu::flash_avx512::block_probe(D, kReps, stage, &flops);
+    state.SetIterationTime(t);
+    seconds += t;
+    total += flops;
+  }
+  const double gflops = total / seconds * 1e-9;
+  state.counters["GFLOP/s"] = gflops;
+  state.counters["peak_frac"] = gflops / fma_peak_gflops(1);
+}
+BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 1, 2}})
+    ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Decoding: one query row against a cache of S keys (T = 1), B = 8, H = 8.
 void BM_FlashDecode(benchmark::State& state) {

@@ -8,8 +8,10 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -1235,8 +1237,52 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Diagnostic (bench/attention_bench.cc, BM_FlashBlock): the forward's work on one block of
+// kBr rows x kBc keys, `reps` times, with the same micro-kernels as forward_rows. Stage 0:
+// the two block products S^T = K Q^T and O += P V on operands that stay in the cache;
+// stage 1: with the online softmax between them; stage 2: as 1, with each repetition
+// reading the next block of 2,048 keys, as a row block at L = 2048 does. What the kernel
+// loses beyond stage 2 is its per-row-block work (packing Q, writing O) and scheduling.
+// Returns the seconds the repetitions took (set-up excluded) and their flops in *flops.
+double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
+  constexpr int64_t kKeys = 2048;
+  const int64_t Dvp = round_up(D, kW), keys = stage == 2 ? kKeys : kBc;
+  const size_t floats = static_cast<size_t>(D * kBr + 2 * keys * Dvp + kBc * kBr + kBr * Dvp + 3 * kBr);
+  float* buf = static_cast<float*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(floats) * 4, 64)));
+  float* k = buf;
+  float* v = k + keys * Dvp;
+  FwdScratch s{};
+  s.qt = v + keys * Dvp;
+  s.st = s.qt + D * kBr;
+  s.o = s.st + kBc * kBr;
+  s.m = s.o + kBr * Dvp;
+  s.l = s.m + kBr;
+  s.alpha = s.l + kBr;
+  // Small values: the unnormalised products of stage 0 stay far from overflow.
+  for (size_t x = 0; x < floats; ++x) buf[x] = 0.01f * static_cast<float>(static_cast<int>((x * 2654435761u) % 201) - 100) / 100.0f;
+  for (int r = 0; r < kBr; ++r) {
+    s.m[r] = -kInf;
+    s.l[r] = 0.0f;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t rep = 0; rep < reps; ++rep) {
+    const int64_t j0 = stage == 2 ? rep % (kKeys / kBc) * kBc : 0;
+    gemm(kBc, kBr, D, k + j0 * Dvp, Dvp, 1, s.qt, kBr, s.st, kBr, false);
+    if (stage >= 1) softmax_block(s, kBc, kBr, kBr, Dvp);
+    gemm(kBr, Dvp, kBc, s.st, 1, kBr, v + j0 * Dvp, Dvp, s.o, Dvp, true);
+  }
+  const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
+  std::free(buf);
+  *flops = 4.0 * kBr * kBc * static_cast<double>(D) * static_cast<double>(reps);
+  return dt.count();
+}
+
 }  // namespace
 
+double block_probe(int64_t D, int64_t reps, int stage, double* flops) {
+  return block_probe_impl(D, reps, stage, flops);
+}
 void forward(const FlashParams& p, FlashWorkspace& ws) { forward_impl(p, ws); }
 void backward(const FlashParams& p, const FlashGrads& g, FlashWorkspace& ws) { backward_impl(p, g, ws); }
 void weights(const FlashParams& p, const FlashWeightsRequest& r, FlashWorkspace& ws) {

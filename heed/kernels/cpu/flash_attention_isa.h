@@ -20,6 +20,7 @@ void dropout_keep_mask(uint64_t seed, uint64_t stream, uint64_t index0, int64_t 
   void forward(const FlashParams& p, FlashWorkspace& ws);                             \
   void backward(const FlashParams& p, const FlashGrads& g, FlashWorkspace& ws);       \
   void weights(const FlashParams& p, const FlashWeightsRequest& r, FlashWorkspace& ws); \
+  double block_probe(int64_t D, int64_t reps, int stage, double* flops); /* diagnostic */ \
   }
 
 HEED_DECLARE_FLASH_ISA(flash_scalar)
