@@ -1242,14 +1242,16 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
 // kBr rows x kBc keys, `reps` times, with the same micro-kernels as forward_rows. Stage 0:
 // the two block products S^T = K Q^T and O += P V on operands that stay in the cache;
 // stage 1: with the online softmax between them; stage 2: as 1, with each repetition
-// reading the next block of 2,048 keys, as a row block at L = 2048 does. What the kernel
-// loses beyond stage 2 is its per-row-block work (packing Q, writing O) and scheduling.
-// Returns the seconds the repetitions took (set-up excluded) and their flops in *flops.
+// reading the next block of 2,048 keys, as a row block at L = 2048 does; stages 3 and 4:
+// S^T = K Q^T alone and O += P V alone. What the kernel loses beyond stage 2 is its
+// per-row-block work (packing Q, writing O) and scheduling. Returns the seconds the
+// repetitions took (set-up excluded) and their flops in *flops.
 double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   constexpr int64_t kKeys = 2048;
   const int64_t Dvp = round_up(D, kW), keys = stage == 2 ? kKeys : kBc;
-  const size_t floats = static_cast<size_t>(D * kBr + 2 * keys * Dvp + kBc * kBr + kBr * Dvp + 3 * kBr);
-  float* buf = static_cast<float*>(std::aligned_alloc(64, round_up(static_cast<int64_t>(floats) * 4, 64)));
+  const int64_t floats = D * kBr + 2 * keys * Dvp + kBc * kBr + kBr * Dvp + 3 * kBr;
+  const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
+  float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
   float* k = buf;
   float* v = k + keys * Dvp;
   FwdScratch s{};
@@ -1260,21 +1262,31 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   s.l = s.m + kBr;
   s.alpha = s.l + kBr;
   // Small values: the unnormalised products of stage 0 stay far from overflow.
-  for (size_t x = 0; x < floats; ++x) buf[x] = 0.01f * static_cast<float>(static_cast<int>((x * 2654435761u) % 201) - 100) / 100.0f;
+  for (int64_t x = 0; x < floats; ++x) {
+    const uint64_t h = static_cast<uint64_t>(x) * 2654435761u % 201;  // 0..200, scattered
+    buf[x] = 1e-4f * static_cast<float>(static_cast<int64_t>(h) - 100);
+  }
   for (int r = 0; r < kBr; ++r) {
     s.m[r] = -kInf;
     s.l[r] = 0.0f;
   }
+  // The block sizes as run-time values, as forward_rows has them: constants would let the
+  // compiler specialise the micro-kernels for this probe alone.
+  volatile int64_t opaque_bn = kBc;
+  volatile int opaque_r = kBr;
+  const int64_t Bn = opaque_bn;
+  const int R = opaque_r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t rep = 0; rep < reps; ++rep) {
     const int64_t j0 = stage == 2 ? rep % (kKeys / kBc) * kBc : 0;
-    gemm(kBc, kBr, D, k + j0 * Dvp, Dvp, 1, s.qt, kBr, s.st, kBr, false);
-    if (stage >= 1) softmax_block(s, kBc, kBr, kBr, Dvp);
-    gemm(kBr, Dvp, kBc, s.st, 1, kBr, v + j0 * Dvp, Dvp, s.o, Dvp, true);
+    if (stage != 4) gemm(Bn, R, D, k + j0 * Dvp, Dvp, 1, s.qt, R, s.st, R, false);
+    if (stage == 1 || stage == 2) softmax_block(s, Bn, R, R, Dvp);
+    if (stage != 3) gemm(R, Dvp, Bn, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
   }
   const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
   std::free(buf);
-  *flops = 4.0 * kBr * kBc * static_cast<double>(D) * static_cast<double>(reps);
+  const double products = stage >= 3 ? 1.0 : 2.0;
+  *flops = products * 2.0 * kBr * kBc * static_cast<double>(D) * static_cast<double>(reps);
   return dt.count();
 }
 
