@@ -6,11 +6,13 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "heed/data/utf8.h"
 #include "heed/io/jsonl.h"
 #include "heed/io/progress.h"
 #include "heed/tensor/error.h"
@@ -199,8 +201,14 @@ int run_predict(const PredictArgs& args) {
   const train::G2PModel& g2p = models.first();
   std::vector<std::string> words = args.words;
   if (words.empty()) {
-    std::string w;
-    while (std::cin >> w) words.push_back(w);
+    // Words from stdin, whitespace-separated; a line that is not UTF-8 is named by number
+    // before anything is decoded.
+    std::string line;
+    for (int64_t n = 1; std::getline(std::cin, line); ++n) {
+      data::decode_utf8(line, "stdin line " + std::to_string(n));
+      std::istringstream in(line);
+      for (std::string w; in >> w;) words.push_back(w);
+    }
   }
   train::G2PDecodeOptions decode = train::decode_options(g2p.config.decode);
   if (args.beam > 0) decode.beam_size = args.beam;
