@@ -13,6 +13,7 @@ Flop convention (the same as heed's): forward 4*B*H*L*L*D, halved when causal; f
 """
 
 import argparse
+import inspect
 import itertools
 import json
 import math
@@ -123,10 +124,13 @@ def build(c):
         module = torch.nn.MultiheadAttention(C, H, dropout=0.0, batch_first=True).to(dtype)
         x = torch.randn(B, L, C, generator=gen, dtype=dtype)  # [B, L, C]
         need_weights = c["impl"] == "mha_weights"
-        attn_mask = torch.nn.Transformer.generate_square_subsequent_mask(L, dtype=dtype) if causal else None
+        # -inf above the diagonal, as nn.Transformer.generate_square_subsequent_mask (whose
+        # dtype argument, like forward's is_causal, torch < 2.0 lacks).
+        attn_mask = torch.full((L, L), float("-inf"), dtype=dtype).triu(1) if causal else None
+        hint = {"is_causal": causal} if "is_causal" in inspect.signature(module.forward).parameters else {}
 
         def attend():
-            out, _ = module(x, x, x, need_weights=need_weights, attn_mask=attn_mask, is_causal=causal)
+            out, _ = module(x, x, x, need_weights=need_weights, attn_mask=attn_mask, **hint)
             return out
         leaves = [x]
         grad_out = torch.randn(B, L, C, generator=gen, dtype=dtype) if fwd_bwd else None

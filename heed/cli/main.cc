@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -202,10 +203,12 @@ int run_predict(const PredictArgs& args) {
   std::vector<std::string> words = args.words;
   if (words.empty()) {
     // Words from stdin, whitespace-separated; a line that is not UTF-8 is named by number
-    // before anything is decoded.
+    // before any word is predicted.
     std::string line;
     for (int64_t n = 1; std::getline(std::cin, line); ++n) {
-      data::decode_utf8(line, "stdin line " + std::to_string(n));
+      const std::optional<size_t> bad = data::find_invalid_utf8(line);
+      HEED_CHECK(!bad, "predict: stdin line ", n, " is not valid UTF-8 at byte ", bad.value_or(0),
+                 "; expected one or more words of UTF-8 text per line");
       std::istringstream in(line);
       for (std::string w; in >> w;) words.push_back(w);
     }

@@ -16,6 +16,7 @@
 #include <limits>
 
 #include "heed/kernels/cpu/flash_attention_isa.h"
+#include "heed/tensor/error.h"
 
 namespace heed::kernels::cpu::HEED_FLASH_NS {
 namespace {  // internal linkage: nothing here may be merged with another ISA's copy
@@ -1242,7 +1243,8 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
 // kBr rows x kBc keys, `reps` times, with the same micro-kernels as forward_rows. Stage 0:
 // the two block products S^T = K Q^T and O += P V on operands that stay in the cache;
 // stage 1: with the online softmax between them; stage 2: as 1, with each repetition
-// reading the next block of 2,048 keys, as a row block at L = 2048 does; stages 3 and 4:
+// reading the next 64 keys and values of 2,048 in turn (1-2 MiB, served from L2/L3), as a
+// row block of an L = 2048 head does; stages 3 and 4:
 // S^T = K Q^T alone and O += P V alone. What the kernel loses beyond stage 2 is its
 // per-row-block work (packing Q, writing O) and scheduling. Returns the seconds the
 // repetitions took (set-up excluded) and their flops in *flops.
@@ -1252,6 +1254,7 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   const int64_t floats = D * kBr + 2 * keys * Dvp + kBc * kBr + kBr * Dvp + 3 * kBr;
   const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
   float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
+  HEED_CHECK(buf != nullptr, "block_probe: cannot allocate ", bytes, " bytes");
   float* k = buf;
   float* v = k + keys * Dvp;
   FwdScratch s{};
@@ -1270,16 +1273,16 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
     s.m[r] = -kInf;
     s.l[r] = 0.0f;
   }
-  // The block sizes as run-time values, as forward_rows has them: constants would let the
-  // compiler specialise the micro-kernels for this probe alone.
-  volatile int64_t opaque_bn = kBc;
+  // Block sizes and K's column stride as run-time values, as forward_rows has them:
+  // constants would let the compiler specialise the micro-kernels for this probe alone.
+  volatile int64_t opaque_bn = kBc, opaque_one = 1;
   volatile int opaque_r = kBr;
-  const int64_t Bn = opaque_bn;
+  const int64_t Bn = opaque_bn, k_col = opaque_one;
   const int R = opaque_r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t rep = 0; rep < reps; ++rep) {
     const int64_t j0 = stage == 2 ? rep % (kKeys / kBc) * kBc : 0;
-    if (stage != 4) gemm(Bn, R, D, k + j0 * Dvp, Dvp, 1, s.qt, R, s.st, R, false);
+    if (stage != 4) gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
     if (stage == 1 || stage == 2) softmax_block(s, Bn, R, R, Dvp);
     if (stage != 3) gemm(R, Dvp, Bn, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
   }
