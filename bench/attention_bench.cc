@@ -226,7 +226,8 @@ BENCHMARK(BM_FlashAttentionIsa)->ArgNames({"L", "D", "isa"})
 // repeated on the AVX-512 path, one thread (flash_avx512::block_probe). Stage 0: the two
 // block products on cache-resident operands; 1: plus the online softmax; 2: plus reading a
 // new block of keys and values each time (2,048 keys in turn); 3: S^T = K Q^T alone; 4:
-// O += P V alone (a reduction over the block's 64 keys, whatever D). Compare with
+// O += P V alone (a reduction over the block's 64 keys, whatever D); 5: O += P V over 256
+// keys at once (what keeping O in registers across four key blocks would give). Compare with
 // BM_FlashAttention/B:8/H:8/L:2048 at one thread, which adds the per-row-block work.
 void BM_FlashBlock(benchmark::State& state) {
   const int64_t D = state.range(0);
@@ -248,7 +249,7 @@ void BM_FlashBlock(benchmark::State& state) {
   state.counters["GFLOP/s"] = gflops;
   state.counters["peak_frac"] = gflops / fma_peak_gflops(1);
 }
-BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 1, 2, 3, 4}})
+BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 1, 2, 3, 4, 5}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Decoding: one query row against a cache of S keys (T = 1), B = 8, H = 8.

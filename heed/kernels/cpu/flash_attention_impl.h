@@ -1245,13 +1245,15 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
 // stage 1: with the online softmax between them; stage 2: as 1, with each repetition
 // reading the next 64 keys and values of 2,048 in turn (1-2 MiB, served from L2/L3), as a
 // row block of an L = 2048 head does; stages 3 and 4:
-// S^T = K Q^T alone and O += P V alone. What the kernel loses beyond stage 2 is its
+// S^T = K Q^T alone and O += P V alone; stage 5: O += P V alone over 4 key blocks at once
+// (the reduction a kernel keeping O in registers for 256 keys would run). What the kernel loses beyond stage 2 is its
 // per-row-block work (packing Q, writing O) and scheduling. Returns the seconds the
 // repetitions took (set-up excluded) and their flops in *flops.
 double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   constexpr int64_t kKeys = 2048;
-  const int64_t Dvp = round_up(D, kW), keys = stage == 2 ? kKeys : kBc;
-  const int64_t floats = D * kBr + 2 * keys * Dvp + kBc * kBr + kBr * Dvp + 3 * kBr;
+  const int64_t red = stage == 5 ? 4 * kBc : kBc;  // keys per P V product
+  const int64_t Dvp = round_up(D, kW), keys = stage == 2 ? kKeys : red;
+  const int64_t floats = D * kBr + 2 * keys * Dvp + red * kBr + kBr * Dvp + 3 * kBr;
   const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
   float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
   HEED_CHECK(buf != nullptr, "block_probe: cannot allocate ", bytes, " bytes");
@@ -1260,7 +1262,7 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   FwdScratch s{};
   s.qt = v + keys * Dvp;
   s.st = s.qt + D * kBr;
-  s.o = s.st + kBc * kBr;
+  s.o = s.st + red * kBr;
   s.m = s.o + kBr * Dvp;
   s.l = s.m + kBr;
   s.alpha = s.l + kBr;
@@ -1275,21 +1277,21 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   }
   // Block sizes and K's column stride as run-time values, as forward_rows has them:
   // constants would let the compiler specialise the micro-kernels for this probe alone.
-  volatile int64_t opaque_bn = kBc, opaque_one = 1;
+  volatile int64_t opaque_bn = kBc, opaque_red = red, opaque_one = 1;
   volatile int opaque_r = kBr;
-  const int64_t Bn = opaque_bn, k_col = opaque_one;
+  const int64_t Bn = opaque_bn, Red = opaque_red, k_col = opaque_one;
   const int R = opaque_r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t rep = 0; rep < reps; ++rep) {
     const int64_t j0 = stage == 2 ? rep % (kKeys / kBc) * kBc : 0;
-    if (stage != 4) gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
+    if (stage <= 3) gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
     if (stage == 1 || stage == 2) softmax_block(s, Bn, R, R, Dvp);
-    if (stage != 3) gemm(R, Dvp, Bn, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
+    if (stage != 3) gemm(R, Dvp, Red, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
   }
   const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
   std::free(buf);
   const double products = stage >= 3 ? 1.0 : 2.0;
-  *flops = products * 2.0 * kBr * kBc * static_cast<double>(D) * static_cast<double>(reps);
+  *flops = products * 2.0 * kBr * red * static_cast<double>(D) * static_cast<double>(reps);
   return dt.count();
 }
 
