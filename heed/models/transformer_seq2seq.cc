@@ -107,8 +107,7 @@ Tensor TransformerSeq2Seq::forward(const Tensor& src, const Tensor& src_lengths,
 
 Seq2SeqDecodeState TransformerSeq2Seq::start_decoding(const Tensor& memory, const Tensor& src_lengths,
                                                       int64_t capacity) const {
-  HEED_CHECK(capacity <= options_.max_len || options_.positions == nn::PositionKind::kRotary ||
-                 options_.positions == nn::PositionKind::kNone,
+  HEED_CHECK(options_.takes_length(capacity),
              "TransformerSeq2Seq: cannot decode ", capacity, " positions with max_len ", options_.max_len);
   std::vector<int64_t> rows(memory.size(0));
   for (int64_t i = 0; i < memory.size(0); ++i) rows[i] = i;

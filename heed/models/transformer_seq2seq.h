@@ -43,6 +43,12 @@ struct TransformerSeq2SeqOptions {
   int64_t pad_id = 0;
   double layer_norm_eps = 1e-5;
   uint64_t seed = 0;
+
+  // Whether sequences of `length` positions fit: sinusoidal and learned position tables
+  // hold max_len positions; rotary and no positions have no limit.
+  bool takes_length(int64_t length) const {
+    return length <= max_len || positions == nn::PositionKind::kRotary || positions == nn::PositionKind::kNone;
+  }
 };
 
 // Cached decoding state for a batch of sequences.

@@ -87,8 +87,7 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span
   std::vector<decode::IncrementalDecoder*> member_ptrs;
   for (const models::TransformerSeq2Seq* m : models) {
     const models::TransformerSeq2SeqOptions& mo = m->options();
-    HEED_CHECK(o.max_len <= mo.max_len || mo.positions == nn::PositionKind::kRotary ||
-                   mo.positions == nn::PositionKind::kNone,
+    HEED_CHECK(mo.takes_length(o.max_len),
                "predict: decoding up to ", o.max_len, " phonemes needs max_len >= ", o.max_len, ", but ",
                which_model(members.size(), models.size()), " has max_len ", mo.max_len);
     members.push_back(std::make_unique<decode::CachedSeq2SeqDecoder>(*m));
@@ -121,15 +120,13 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span
 
 std::vector<WordPrediction> predict_words(Models models, const data::G2PVocabs& vocabs,
                                           std::span<const std::string> words, const G2PDecodeOptions& options) {
-  HEED_CHECK(!models.empty(), "predict: no model given");
   std::vector<std::vector<int64_t>> sources;
   for (const std::string& w : words) {
     HEED_CHECK(!w.empty(), "predict: empty word");
     std::vector<int64_t> ids = data::encode_chars(vocabs.chars, data::normalize_g2p_word(w));
     for (size_t i = 0; i < models.size(); ++i) {
       const models::TransformerSeq2SeqOptions& mo = models[i]->options();
-      HEED_CHECK(static_cast<int64_t>(ids.size()) <= mo.max_len || mo.positions == nn::PositionKind::kRotary ||
-                     mo.positions == nn::PositionKind::kNone,
+      HEED_CHECK(mo.takes_length(static_cast<int64_t>(ids.size())),
                  "predict: word '", w, "' has ", ids.size(), " characters, ", which_model(i, models.size()),
                  " takes at most ", mo.max_len);
     }
