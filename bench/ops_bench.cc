@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "heed/heed.h"
+#include "heed/kernels/cpu/gemm_amx.h"
 #include "heed/kernels/cpu/gemm_packed.h"
 #include "heed/kernels/cpu/gemm_small.h"
 
@@ -87,9 +88,16 @@ BENCHMARK(BM_SmallRowsNT)
 // Args: m, n, k, trans_a, trans_b, kernel (0 BLAS, 1 heed).
 void BM_TrainingGemm(benchmark::State& state) {
   const int64_t m = state.range(0), n = state.range(1), k = state.range(2);
-  const bool ta = state.range(3) != 0, tb = state.range(4) != 0, heed_kernel = state.range(5) != 0;
+  // heed: 0 OpenBLAS, 1 heed's f32 kernel, 2 heed's bf16 kernel on AMX tiles
+  const bool ta = state.range(3) != 0, tb = state.range(4) != 0;
+  const int64_t kernel = state.range(5);
+  const bool heed_kernel = kernel == 1;
   if (heed_kernel && !heed::kernels::cpu::gemm_packed_available()) {
     state.SkipWithError("no AVX-512");
+    return;
+  }
+  if (kernel == 2 && !heed::kernels::cpu::gemm_amx_available()) {
+    state.SkipWithError("no AMX-BF16");
     return;
   }
   Tensor a = Tensor::randn({m * k}, 1), b = Tensor::randn({k * n}, 2), c = Tensor::zeros({m, n});
@@ -97,7 +105,10 @@ void BM_TrainingGemm(benchmark::State& state) {
   const int saved = omp_get_max_threads();
   omp_set_num_threads(1);
   for (auto _ : state) {
-    if (heed_kernel)
+    if (kernel == 2)
+      heed::kernels::cpu::gemm_amx_bf16(ta, tb, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), ldb, 0.0f,
+                                        c.data<float>(), n);
+    else if (heed_kernel)
       heed::kernels::cpu::gemm_packed(ta, tb, m, n, k, 1.0f, a.data<float>(), lda, b.data<float>(), ldb, 0.0f,
                                       c.data<float>(), n);
     else
@@ -108,14 +119,14 @@ void BM_TrainingGemm(benchmark::State& state) {
   }
   omp_set_num_threads(saved);
   set_flops(state, m, n, k);
-  state.SetLabel(heed_kernel ? "heed packed" : "openblas");
+  state.SetLabel(kernel == 2 ? "heed amx bf16" : heed_kernel ? "heed packed" : "openblas");
 }
 BENCHMARK(BM_TrainingGemm)
     ->ArgNames({"m", "n", "k", "ta", "tb", "heed"})
-    ->ArgsProduct({{1536}, {256, 768, 1024}, {256}, {0}, {1}, {0, 1}})  // x W^T
-    ->ArgsProduct({{1536}, {256}, {1024}, {0}, {1}, {0, 1}})            // x W^T, the ff output layer
-    ->ArgsProduct({{1536}, {256, 1024}, {1024, 256}, {0}, {0}, {0, 1}})  // dY W
-    ->ArgsProduct({{256, 768, 1024}, {256, 1024}, {1536}, {1}, {0}, {0, 1}})  // dW = dY^T x
+    ->ArgsProduct({{1536}, {256, 768, 1024}, {256}, {0}, {1}, {0, 1, 2}})  // x W^T
+    ->ArgsProduct({{1536}, {256}, {1024}, {0}, {1}, {0, 1, 2}})            // x W^T, the ff output layer
+    ->ArgsProduct({{1536}, {256, 1024}, {1024, 256}, {0}, {0}, {0, 1, 2}})  // dY W
+    ->ArgsProduct({{256, 768, 1024}, {256, 1024}, {1536}, {1}, {0}, {0, 1, 2}})  // dW = dY^T x
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

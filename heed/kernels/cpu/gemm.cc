@@ -13,6 +13,7 @@
 // same way whatever the thread count.
 #include "heed/kernels/cpu/gemm.h"
 
+#include "heed/kernels/cpu/gemm_amx.h"
 #include "heed/kernels/cpu/gemm_packed.h"
 #include "heed/kernels/cpu/gemm_small.h"
 
@@ -94,6 +95,17 @@ GemmBackend backend_from_environment() {
 
 std::atomic<GemmBackend> g_backend{backend_from_environment()};
 
+// HEED_MATMUL_PRECISION=bf16: f32 products in bf16 (see gemm.h); unset, empty or "f32": f32.
+MatmulPrecision precision_from_environment() {
+  const char* v = std::getenv("HEED_MATMUL_PRECISION");
+  if (v == nullptr || *v == '\0' || std::strcmp(v, "f32") == 0) return MatmulPrecision::kF32;
+  if (std::strcmp(v, "bf16") == 0) return MatmulPrecision::kBf16;
+  std::fprintf(stderr, "heed: ignoring HEED_MATMUL_PRECISION=%s (expected \"f32\" or \"bf16\")\n", v);
+  return MatmulPrecision::kF32;
+}
+
+std::atomic<MatmulPrecision> g_precision{precision_from_environment()};
+
 // C[0:m, 0:n] = act(C + bias) after a BLAS call (the packed kernel does this as it stores).
 template <class T>
 void epilogue_pass(int64_t m, int64_t n, T* c, int64_t ldc, const GemmEpilogue<T>& e) {
@@ -118,6 +130,12 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
   const int64_t tiles_m = ceil_div(p.m, tiling.rows), tiles_n = ceil_div(p.n, tiling.cols);
   const int64_t per_item = tiles_m * tiles_n, total = items * per_item;
   const bool parallel = total > 1 && items * p.m * p.n * std::max<int64_t>(p.k, 1) >= kParallelWork;
+  // Chosen per product, as the backend below: every tile of a product is summed the same way.
+  // Few-row products (the small kernel's, whichever backend runs them) stay f32.
+  bool bf16 = false;
+  if constexpr (std::is_same_v<T, float>)
+    bf16 = g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16 && bf16_matmul_available() &&
+           !(p.m <= kSmallRows && p.k <= kSmallMaxK && !p.trans_a && p.trans_b);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < total; ++t) {
     const int64_t item = t / per_item, r = t % per_item;
@@ -149,6 +167,9 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
         epilogue_pass(mi, nj, cij, p.ldc, ej);
         continue;
       }
+      if (bf16 && gemm_amx_bf16(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj,
+                                p.ldb, static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu, ej.relu_grad_of}))
+        continue;  // (false only when its scratch memory could not be had: f32 below)
       if (backend != GemmBackend::kBlas && gemm_packed_available() &&
           gemm_packed(p.trans_a, p.trans_b, mi, nj, p.k, static_cast<float>(p.alpha), ai, p.lda, bj, p.ldb,
                       static_cast<float>(p.beta), cij, p.ldc, {ej.bias, ej.relu, ej.relu_grad_of}))
@@ -175,6 +196,10 @@ bool gemm_packed_available() {  // the ISA its file is compiled for (GCC may use
                           __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
   return yes;
 }
+
+void set_matmul_precision(MatmulPrecision precision) { g_precision.store(precision, std::memory_order_relaxed); }
+MatmulPrecision matmul_precision() { return g_precision.load(std::memory_order_relaxed); }
+bool bf16_matmul_available() { return gemm_amx_available(); }
 
 void set_gemm_backend(GemmBackend backend) { g_backend.store(backend, std::memory_order_relaxed); }
 GemmBackend gemm_backend() { return g_backend.load(std::memory_order_relaxed); }

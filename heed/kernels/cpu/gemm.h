@@ -55,6 +55,18 @@ enum class GemmBackend { kAuto, kBlas };
 void set_gemm_backend(GemmBackend backend);
 GemmBackend gemm_backend();
 
+// How f32 products are computed. kF32 (the default): f32 operands and sums. kBf16: operands
+// rounded to bf16, products summed in f32, on AMX tiles (gemm_amx.h), for every product that
+// would run on the packed kernel (few-row products, as in decoding, stay f32), where the CPU
+// has AMX-BF16; elsewhere f32 as before. Mixed-precision training: PyTorch's
+// set_float32_matmul_precision("medium"). Process-wide; HEED_MATMUL_PRECISION=bf16 sets it at
+// start-up. f64 products are never affected.
+enum class MatmulPrecision { kF32, kBf16 };
+void set_matmul_precision(MatmulPrecision precision);
+MatmulPrecision matmul_precision();
+// Whether kBf16 takes effect on this machine (AMX-BF16 usable).
+bool bf16_matmul_available();
+
 // How each product of a batch of `items` products of this shape is tiled: rows and columns
 // per tile. Depends on the problem and the machine's processor count (sysconf), never on the
 // number of threads in use. The second form takes the processor count, for tests.

@@ -1,0 +1,199 @@
+// gemm_amx_bf16 on awkward sizes (rows around the 16-row tile and 32-row block, columns
+// around the 32-column block and 512-column panel, k around the 32-deep chunk and 512-deep
+// block), all four transpose combinations, strided operands, alpha / beta, bias, ReLU and
+// ReLU's gradient mask:
+// - against a double-precision product of the bf16-rounded operands (bf16 products are exact
+//   in f32, so only the f32 sums differ: the f32 GEMM tolerance), which checks the packing;
+// - against the f32 product, with STYLE.md's bf16 rule: error at most 2x that of a naive bf16
+//   GEMM (operands rounded, sums in f32 in k order), both measured against double.
+// beta = 0 never reads C, nothing outside C is written, and blocks of a product give the same
+// bits as the whole.
+#include "heed/kernels/cpu/gemm_amx.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <sstream>
+#include <vector>
+
+#include "heed/kernels/cpu/gemm.h"
+#include "heed/testing/numerics.h"
+
+namespace heed::kernels::cpu {
+namespace {
+
+using testing::uniform_floats;
+
+// Round to nearest even bf16, back in f32 (no NaN among the test's operands).
+float bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  u &= 0xffff0000u;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+struct Problem {
+  bool ta, tb;
+  int64_t m, n, k;
+  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
+  float alpha = 1.0f, beta = 0.0f;
+  bool bias = false, relu = false, grad_mask = false;
+};
+
+void check(const Problem& q) {
+  const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
+  const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
+  const int64_t lda = std::max<int64_t>(a_cols, 1) + q.pad_a, ldb = std::max<int64_t>(b_cols, 1) + q.pad_b,
+                ldc = q.n + q.pad_c;
+  std::vector<float> a = uniform_floats(a_rows * lda, 1);
+  for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
+  const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
+  std::vector<float> c0 = uniform_floats(q.m * ldc, 3);
+  const std::vector<float> mask = uniform_floats(q.m * ldc, 5);
+  if (q.beta == 0.0f)
+    for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> c = c0;
+  ASSERT_TRUE(gemm_amx_bf16(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
+                            {q.bias ? bias.data() : nullptr, q.relu, q.grad_mask ? mask.data() : nullptr}));
+  const auto A = [&](int64_t i, int64_t p) { return q.ta ? a[p * lda + i] : a[i * lda + p]; };
+  const auto B = [&](int64_t p, int64_t j) { return q.tb ? b[j * ldb + p] : b[p * ldb + j]; };
+  const auto finish = [&](double s, int64_t i, int64_t j) {
+    double v = q.alpha * s + (q.beta == 0.0f ? 0.0 : static_cast<double>(q.beta) * c0[i * ldc + j]);
+    if (q.bias) v += bias[j];
+    if (q.relu) v = v > 0 ? v : 0;
+    if (q.grad_mask && !(mask[i * ldc + j] > 0)) v = 0;
+    return v;
+  };
+  std::vector<double> got(q.m * q.n), rounded(q.m * q.n), exact(q.m * q.n), naive(q.m * q.n);
+  for (int64_t i = 0; i < q.m; ++i) {
+    for (int64_t j = q.n; j < ldc; ++j) {
+      const float now = c[i * ldc + j], was = c0[i * ldc + j];
+      ASSERT_TRUE(std::isnan(now) ? std::isnan(was) : now == was) << "wrote outside C at " << i << "," << j;
+    }
+    for (int64_t j = 0; j < q.n; ++j) {
+      double s_rounded = 0, s_exact = 0;
+      float s_naive = 0;
+      for (int64_t p = 0; p < q.k; ++p) {
+        const float x = A(i, p), y = B(p, j);
+        s_rounded += static_cast<double>(bf16(x)) * bf16(y);
+        s_exact += static_cast<double>(x) * y;
+        s_naive += bf16(x) * bf16(y);
+      }
+      got[i * q.n + j] = c[i * ldc + j];
+      rounded[i * q.n + j] = finish(s_rounded, i, j);
+      exact[i * q.n + j] = finish(s_exact, i, j);
+      naive[i * q.n + j] = static_cast<float>(finish(s_naive, i, j));  // an f32 result, as C
+    }
+  }
+  const auto where = [&] {
+    std::ostringstream os;
+    os << "ta=" << q.ta << " tb=" << q.tb << " m=" << q.m << " n=" << q.n << " k=" << q.k << " alpha=" << q.alpha
+       << " beta=" << q.beta << " bias=" << q.bias << " relu=" << q.relu << " grad_mask=" << q.grad_mask;
+    return os.str();
+  };
+  EXPECT_TRUE(testing::all_close(Tensor::from_vector(got, {q.m, q.n}), Tensor::from_vector(rounded, {q.m, q.n}),
+                                 testing::kReduction))
+      << where();
+  double err = 0, err_naive = 0;
+  for (int64_t x = 0; x < q.m * q.n; ++x) {
+    err = std::max(err, std::abs(got[x] - exact[x]));
+    err_naive = std::max(err_naive, std::abs(naive[x] - exact[x]));
+  }
+  EXPECT_LE(err, 2 * err_naive) << where();
+}
+
+TEST(GemmAmx, MatchesReferencesOnAwkwardSizes) {
+  if (!gemm_amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      for (int64_t m : {1, 15, 16, 17, 33, 70})
+        for (int64_t n : {1, 7, 31, 33, 65})
+          for (int64_t k : {1, 17, 32, 33, 511, 513}) check({ta, tb, m, n, k});
+      check({ta, tb, 40, 1100, 100});                                   // three column panels
+      check({ta, tb, 30, 520, 600, 0, 0, 0, 1.0f, 0.5f, true, true});    // bias, ReLU, beta, two k blocks
+      check({ta, tb, 50, 90, 40, 0, 0, 3, 1.0f, 0.0f, false, false, true});  // ReLU's gradient mask
+      check({ta, tb, 20, 40, 1030, 0, 0, 0, -0.5f, 0.5f, true, true, true});  // everything, three k blocks
+      check({ta, tb, 6, 7, 0, 0, 0, 0, 1.0f, 0.5f, true, false, true});  // k = 0: beta C + bias, masked
+      check({ta, tb, 77, 70, 300, 3, 5, 2, 0.5f, 1.0f});                  // strided, accumulate into C
+    }
+  // What a G2P training step runs: x W^T (+ bias, ReLU), dY W, dY^T X.
+  check({false, true, 600, 512, 256, 0, 0, 0, 1.0f, 0.0f, true, true});
+  check({false, false, 600, 256, 512});
+  check({true, false, 256, 512, 600});
+}
+
+// Each element is summed the same way wherever it falls in the blocks, so splitting a product
+// into row and column blocks (as kernels/cpu/gemm.cc's tiling does) cannot change any bit.
+TEST(GemmAmx, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
+  if (!gemm_amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
+  const int64_t m = 181, n = 75, k = 1030;
+  for (bool ta : {false, true})
+    for (bool tb : {false, true}) {
+      const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5), bias = uniform_floats(n, 6);
+      const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+      std::vector<float> whole(m * n), parts(m * n);
+      gemm_amx_bf16(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
+      for (int64_t i0 = 0; i0 < m; i0 += 50)
+        for (int64_t j0 = 0; j0 < n; j0 += 20) {
+          const int64_t mi = std::min<int64_t>(50, m - i0), nj = std::min<int64_t>(20, n - j0);
+          gemm_amx_bf16(ta, tb, mi, nj, k, 1.0f, a.data() + (ta ? i0 : i0 * lda), lda,
+                        b.data() + (tb ? j0 * ldb : j0), ldb, 0.0f, parts.data() + i0 * n + j0, n,
+                        {bias.data() + j0, true});
+        }
+      for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "ta=" << ta << " tb=" << tb << " element " << x;
+    }
+}
+
+// alpha == 0 or k == 0 reads neither A nor B: NaN there does not reach C.
+TEST(GemmAmx, AlphaOrKZeroScalesCOnly) {
+  if (!gemm_amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
+  const std::vector<float> nan(4 * 20, std::numeric_limits<float>::quiet_NaN()), bias = {1, -10, 0};
+  std::vector<float> c = {1, 2, 3, 4, 5, 6};
+  gemm_amx_bf16(false, true, 2, 3, 20, 0.0f, nan.data(), 20, nan.data(), 20, 0.5f, c.data(), 3);
+  EXPECT_EQ(c, (std::vector<float>{0.5f, 1, 1.5f, 2, 2.5f, 3}));
+  gemm_amx_bf16(true, false, 2, 3, 0, 1.0f, nan.data(), 2, nan.data(), 3, 2.0f, c.data(), 3, {bias.data(), true});
+  EXPECT_EQ(c, (std::vector<float>{2, 0, 3, 5, 0, 6}));
+}
+
+}  // namespace
+}  // namespace heed::kernels::cpu
+
+namespace heed::kernels::cpu {
+namespace {
+
+// set_matmul_precision(kBf16) sends f32 products through gemm_amx_bf16 (the same bits, tiled
+// or not), leaves few-row products (decoding) and f64 products alone, and kF32 restores f32.
+TEST(MatmulPrecision, Bf16RoutesProductsToAmx) {
+  if (!bf16_matmul_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
+  const MatmulPrecision saved = matmul_precision();
+  const auto run = [](MatmulPrecision precision, int64_t m, int64_t n, int64_t k) {
+    const std::vector<float> a = uniform_floats(m * k, 7), b = uniform_floats(n * k, 8), bias = uniform_floats(n, 9);
+    const GemmParams p{.trans_a = false, .trans_b = true, .m = m, .n = n, .k = k, .lda = k, .ldb = k, .ldc = n};
+    std::vector<float> c(m * n), direct(m * n);
+    set_matmul_precision(precision);
+    gemm(p, a.data(), b.data(), c.data(), {bias.data(), true});
+    if (precision == MatmulPrecision::kBf16)
+      gemm_amx_bf16(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, direct.data(), n, {bias.data(), true});
+    else
+      gemm_packed(false, true, m, n, k, 1.0f, a.data(), k, b.data(), k, 0.0f, direct.data(), n, {bias.data(), true});
+    return std::make_pair(c, direct);  // (through gemm(), directly)
+  };
+  // Large enough for several tiles on a multi-core machine (gemm_tiling).
+  auto [bf16_c, amx_c] = run(MatmulPrecision::kBf16, 700, 300, 270);
+  EXPECT_EQ(bf16_c, amx_c);
+  auto [f32_c, packed_c] = run(MatmulPrecision::kF32, 700, 300, 270);
+  if (gemm_packed_available()) EXPECT_EQ(f32_c, packed_c);
+  EXPECT_NE(bf16_c, f32_c);  // the precision really changed
+  // A few-row product (a decoding step) is f32 under kBf16 too.
+  EXPECT_EQ(run(MatmulPrecision::kBf16, 8, 300, 270).first, run(MatmulPrecision::kF32, 8, 300, 270).first);
+  set_matmul_precision(saved);
+}
+
+}  // namespace
+}  // namespace heed::kernels::cpu
