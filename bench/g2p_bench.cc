@@ -3,7 +3,9 @@
 // heed's G2P configs; /all_dropouts:1 also on attention weights and the feed-forward hidden
 // layer, as nn.Transformer's default). One Adam training step at B = 64,
 // S = T = 24 (target tokens/s), and greedy decoding of exactly 24 tokens with the key/value
-// cache at B = 1 and B = 64 (tokens/s).
+// cache at B = 1 and B = 64 (tokens/s). /bf16:1 trains with the products in bf16 on AMX
+// (kernels/cpu/gemm.h, train.matmul_precision = "bf16"); its peer is g2p_torch.py --bf16 1,
+// PyTorch's CPU autocast to bf16.
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -45,7 +47,14 @@ void shape_counters(benchmark::State& state, int64_t b, int64_t t) {
 
 void BM_G2pTrainStep(benchmark::State& state) {
   const int64_t b = 64;
-  const bool all_dropouts = state.range(0) != 0;
+  const bool all_dropouts = state.range(0) != 0, bf16 = state.range(1) != 0;
+  if (bf16 && !heed::kernels::cpu::bf16_matmul_available()) {
+    state.SkipWithError("no AMX-BF16 on this CPU");
+    return;
+  }
+  const heed::kernels::cpu::MatmulPrecision saved = heed::kernels::cpu::matmul_precision();
+  heed::kernels::cpu::set_matmul_precision(bf16 ? heed::kernels::cpu::MatmulPrecision::kBf16
+                                                 : heed::kernels::cpu::MatmulPrecision::kF32);
   heed::models::TransformerSeq2Seq model(g2p_options(all_dropouts));
   model.train();
   Tensor src = tokens(b, kLen, 1), tgt_in = tokens(b, kLen, 7), tgt_out = tokens(b, kLen, 11);
@@ -62,6 +71,8 @@ void BM_G2pTrainStep(benchmark::State& state) {
   shape_counters(state, b, kLen);
   state.counters["attn_drop_pct"] = all_dropouts ? 10 : 0;  // g2p_torch.py --attn-dropout-pct
   state.counters["ff_drop_pct"] = all_dropouts ? 10 : 0;    // g2p_torch.py --ff-dropout-pct
+  state.counters["bf16"] = bf16 ? 1 : 0;                     // g2p_torch.py --bf16
+  heed::kernels::cpu::set_matmul_precision(saved);
   state.counters["target_tokens/s"] =
       benchmark::Counter(static_cast<double>(b * kLen), benchmark::Counter::kIsIterationInvariantRate);
 }
@@ -126,7 +137,7 @@ void BM_G2pDecoderWeightStream(benchmark::State& state) {
   state.counters["omp_threads"] = omp_get_max_threads();
 }
 
-BENCHMARK(BM_G2pTrainStep)->ArgNames({"all_dropouts"})->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_G2pTrainStep)->ArgNames({"all_dropouts", "bf16"})->Args({0, 0})->Args({1, 0})->Args({0, 1})->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_G2pDecoderWeightStream)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_G2pGreedyDecode)->ArgNames({"B"})->Arg(1)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 

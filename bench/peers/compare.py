@@ -42,7 +42,8 @@ G2P_COUNTERS = ("B", "S", "T")
 # optional G2P model counters -> g2p_torch.py options
 G2P_MODEL_COUNTERS = {"C": "--d-model", "heads": "--heads", "enc_layers": "--enc-layers",
                       "dec_layers": "--dec-layers", "ff": "--ff", "V": "--tgt-vocab", "src_V": "--src-vocab",
-                      "attn_drop_pct": "--attn-dropout-pct", "ff_drop_pct": "--ff-dropout-pct"}
+                      "attn_drop_pct": "--attn-dropout-pct", "ff_drop_pct": "--ff-dropout-pct",
+                      "bf16": "--bf16"}
 
 TIME_UNIT_S = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -336,6 +337,8 @@ def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selfte
         for r in sorted(g2p, key=lambda r: (r["threads"], r["kind"], r["B"])):
             t_rate = r.get("torch_rate")
             what = "Adam training step (target tokens)" if r["kind"] == "g2p_train" else "greedy decoding"
+            if r["model"].get("bf16"):
+                what += ", bf16 products (torch: autocast)"
             ratio = f"**{r['heed_rate'] / t_rate:.2f}**" if t_rate else "no torch result"
             lines.append(
                 f"| {r['heed_name']} | {what} | {r['B']} | {r['S']} | {r['T']} | {r['threads']} "

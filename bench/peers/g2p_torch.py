@@ -81,8 +81,10 @@ def bench_train(model, a, threads, gen):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(src, tgt_in)  # [B, T, V]
-        loss = F.cross_entropy(logits.reshape(-1, a.tgt_vocab), tgt_out.reshape(-1))
+        # --bf16 1: CPU autocast, PyTorch's mixed precision (matmuls in bf16, weights f32)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(a.bf16)):
+            logits = model(src, tgt_in)  # [B, T, V]
+            loss = F.cross_entropy(logits.reshape(-1, a.tgt_vocab), tgt_out.reshape(-1))
         loss.backward()
         opt.step()
 
@@ -90,7 +92,7 @@ def bench_train(model, a, threads, gen):
         peerlib.wait_for_quiet(a.quiet_wait)
     best, n, peak, others = peerlib.time_min(step, reps=a.reps, budget_s=a.budget, warmup=3, probe=a.probe)
     tokens = B * a.tgt_len
-    return {"name": "torch.g2p_train_step", "B": B, "S": a.src_len, "T": a.tgt_len, "threads": threads,
+    return {"name": "torch.g2p_train_step", "bf16": a.bf16, "B": B, "S": a.src_len, "T": a.tgt_len, "threads": threads,
             "ms": round(best * 1e3, 3), "target_tokens_per_s": round(tokens / best, 1),
             "peak_extra_mib": None if peak is None else round(peak, 1), "reps": n,
             "others_cores": None if others is None else round(others, 2), "load1": round(os.getloadavg()[0], 2)}
@@ -136,6 +138,8 @@ def main():
                     help="dropout on attention weights, in percent (default -1: --dropout, as nn.Transformer)")
     ap.add_argument("--ff-dropout-pct", type=int, default=-1,
                     help="dropout after the feed-forward activation, in percent (default -1: --dropout)")
+    ap.add_argument("--bf16", type=int, choices=(0, 1), default=0,
+                    help="1: the training step under torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--norm-first", action="store_true", help="pre-norm layers (default post-norm, as nn.Transformer)")
     ap.add_argument("--batch", type=int, default=64, help="training batch size")
     ap.add_argument("--src-len", type=int, default=24)
@@ -159,7 +163,7 @@ def main():
     meta["parameters"] = sum(p.numel() for p in model.parameters())
     meta["model"] = {k: getattr(a, k) for k in ("d_model", "heads", "enc_layers", "dec_layers", "ff",
                                                 "src_vocab", "tgt_vocab", "dropout", "attn_dropout_pct",
-                                                "ff_dropout_pct", "norm_first")}
+                                                "ff_dropout_pct", "norm_first", "bf16")}
     peerlib.emit(meta)
     gen = torch.Generator().manual_seed(a.seed)
     for threads in peerlib.parse_int_list(a.threads):

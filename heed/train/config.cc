@@ -116,6 +116,9 @@ class Section {
   std::vector<std::string> asked_;
 };
 
+const std::vector<std::pair<const char*, kernels::cpu::MatmulPrecision>> kPrecisions = {
+    {"f32", kernels::cpu::MatmulPrecision::kF32}, {"bf16", kernels::cpu::MatmulPrecision::kBf16}};
+
 const std::vector<std::pair<const char*, nn::Activation>> kActivations = {{"relu", nn::Activation::kRelu},
                                                                           {"gelu", nn::Activation::kGelu}};
 const std::vector<std::pair<const char*, nn::PositionKind>> kPositions = {
@@ -257,6 +260,7 @@ G2PConfig config_from_table(const toml::table& root, const std::string& source) 
   loop.read("keep_epochs", l.keep_epochs);
   loop.read("threads", l.threads);
   loop.read("validate_at_stop", l.validate_at_stop);
+  loop.read_enum("matmul_precision", l.matmul_precision, kPrecisions);
   loop.finish();
   if (l.run_dir.empty()) loop.fail_key("run_dir", "must not be empty");
   if (l.batch_size <= 0) loop.fail_key("batch_size", "must be positive, got ", l.batch_size);
@@ -464,7 +468,8 @@ std::string g2p_config_to_json(const G2PConfig& c) {
         {"checkpoint_every", c.loop.checkpoint_every},
         {"keep_epochs", c.loop.keep_epochs},
         {"threads", c.loop.threads},
-        {"validate_at_stop", c.loop.validate_at_stop}}},
+        {"validate_at_stop", c.loop.validate_at_stop},
+        {"matmul_precision", enum_name(c.loop.matmul_precision, kPrecisions)}}},
       {"decode",
        {{"beam_size", c.decode.beam_size},
         {"alpha", c.decode.alpha},

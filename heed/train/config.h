@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "heed/data/g2p.h"
+#include "heed/kernels/cpu/gemm.h"
 #include "heed/models/transformer_seq2seq.h"
 #include "heed/train/optimizer.h"
 #include "heed/train/schedule.h"
@@ -52,6 +53,10 @@ struct LoopConfig {
   // When max_steps or the time limit stops the run mid-epoch, validate the final model too
   // (and keep it as best if it is): a time-limited run then ends with its latest weights judged.
   bool validate_at_stop = true;
+  // f32 products during the run (training steps and validation): "f32", or "bf16" (operands
+  // rounded to bf16, f32 sums, on AMX where the CPU has it; kernels/cpu/gemm.h). Weights,
+  // activations, gradients and optimiser state stay f32.
+  kernels::cpu::MatmulPrecision matmul_precision = kernels::cpu::MatmulPrecision::kF32;
 };
 
 struct DecodeConfig {

@@ -76,6 +76,7 @@ seed = 7
 batch_size = 32
 time_limit_minutes = 1.5
 patience = 3
+matmul_precision = "bf16"
 [decode]
 beam_size = 4
 nbest = 2
@@ -98,6 +99,8 @@ TEST(Config, ParsesEveryKnownSection) {
   EXPECT_EQ(c.optim.schedule.kind, ScheduleKind::kCosine);
   EXPECT_EQ(c.optim.schedule.total_steps, 500);
   EXPECT_DOUBLE_EQ(c.loop.time_limit_minutes, 1.5);
+  EXPECT_EQ(c.loop.matmul_precision, kernels::cpu::MatmulPrecision::kBf16);
+  EXPECT_EQ(parse_g2p_config("").loop.matmul_precision, kernels::cpu::MatmulPrecision::kF32);
   EXPECT_EQ(c.decode.beam_size, 4);
   EXPECT_EQ(c.decode.nbest, 2);
   // Defaults where the file is silent.
@@ -120,6 +123,8 @@ TEST(Config, ErrorsNameTheKey) {
   EXPECT_NE(err("[trainer]\nseed = 1\n").find("unknown key 'trainer'"), std::string::npos);
   EXPECT_NE(err("[train]\nbatch_size = 0\n").find("train.batch_size must be positive"), std::string::npos);
   EXPECT_NE(err("[decode]\nbeam_size = 2\nnbest = 3\n").find("decode.nbest must be in [1, beam_size = 2]"),
+            std::string::npos);
+  EXPECT_NE(err("[train]\nmatmul_precision = \"fp16\"\n").find("train.matmul_precision is \"fp16\", expected one of"),
             std::string::npos);
   EXPECT_NE(err("[model]\ndropout = 1.5\n").find("model.dropout must be in [0, 1)"), std::string::npos);
   EXPECT_NE(err("model = 3\n").find("'model' must be a [model] table"), std::string::npos);
@@ -244,6 +249,36 @@ TEST(Trainer, ResumedRunReproducesUninterruptedRun) {
   EXPECT_LT(ra.losses.back().second, ra.losses.front().second);
   EXPECT_TRUE(fs::exists(ta.best_checkpoint().model()));
   EXPECT_TRUE(fs::exists(ta.last_checkpoint().optimizer()));
+}
+
+// train.matmul_precision = "bf16": the run's products go to bf16 (its losses differ from f32's
+// in the last digits, not more), the same seed gives the same losses, and the caller's
+// precision is back afterwards.
+TEST(Trainer, Bf16ProductsTrainReproduciblyAndRestorePrecision) {
+  if (!kernels::cpu::bf16_matmul_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU";
+  TempDir dir("bf16");
+  const std::vector<data::Example> ex = reverse_examples(64);
+  auto losses = [&](const char* run, kernels::cpu::MatmulPrecision precision) {
+    TrainerOptions o = loop_options(dir.path / run, 12);
+    o.loop.batch_size = 32;  // 32 x 2-5 tokens: more rows than the few-row (always f32) products
+    o.loop.matmul_precision = precision;
+    models::TransformerSeq2Seq m(tiny_model(5, 0.1));
+    Seq2SeqTrainer t(m, ex, o);
+    return t.run().losses;
+  };
+  ASSERT_EQ(kernels::cpu::matmul_precision(), kernels::cpu::MatmulPrecision::kF32);
+  const auto f32 = losses("f32", kernels::cpu::MatmulPrecision::kF32);
+  const auto bf16 = losses("bf16", kernels::cpu::MatmulPrecision::kBf16);
+  EXPECT_EQ(kernels::cpu::matmul_precision(), kernels::cpu::MatmulPrecision::kF32);
+  EXPECT_EQ(losses("bf16-again", kernels::cpu::MatmulPrecision::kBf16), bf16);
+  ASSERT_EQ(f32.size(), bf16.size());
+  bool differ = false;
+  for (size_t i = 0; i < f32.size(); ++i) {
+    differ = differ || f32[i].second != bf16[i].second;
+    EXPECT_NEAR(bf16[i].second, f32[i].second, 0.02 * f32[i].second) << "step " << f32[i].first;
+  }
+  EXPECT_TRUE(differ);
+  EXPECT_LT(bf16.back().second, bf16.front().second);
 }
 
 TEST(Trainer, EarlyStoppingAndTornCheckpoints) {
