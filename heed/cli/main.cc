@@ -78,15 +78,23 @@ int run_train(const TrainArgs& args) {
                    train::model_config_to_json(train::g2p_model_options(config, data.vocabs)),
                "train: --resume: the model in ", args.config, " differs from the one in ", last.dir.string());
   }
+  const bool bf16_asked =
+      config.loop.matmul_precision.value_or(kernels::cpu::matmul_precision()) == kernels::cpu::MatmulPrecision::kBf16;
+  const bool bf16 = bf16_asked && kernels::cpu::bf16_matmul_available();
+  if (bf16_asked && !bf16)
+    std::fprintf(stderr, "heed train: warning: bf16 products asked for (train.matmul_precision or "
+                         "HEED_MATMUL_PRECISION), but this CPU has no usable AMX-BF16; products run in f32\n");
   std::fprintf(stderr,
                "heed train: %zu training pairs (%zu words), %zu validation words; vocabularies %ld characters, "
-               "%ld phonemes; model %.2fM parameters; %d threads\n",
+               "%ld phonemes; model %.2fM parameters; %d threads; products in %s\n",
                data.train.size(), data.train_entries.size(), data.valid_entries.size(),
                static_cast<long>(data.vocabs.chars.size()), static_cast<long>(data.vocabs.phonemes.size()),
-               static_cast<double>(model.parameter_count()) / 1e6, omp_get_max_threads());
+               static_cast<double>(model.parameter_count()) / 1e6, omp_get_max_threads(),
+               bf16 ? "bf16 (AMX)" : "f32");
 
   io::JsonlWriter log((run_dir / "train.jsonl").string());
-  log.write_json(std::string("{\"event\":\"config\",\"config\":") + train::g2p_config_to_json(config) + "}");
+  log.write_json(std::string("{\"event\":\"config\",\"products\":\"") + (bf16 ? "bf16" : "f32") +
+                 "\",\"config\":" + train::g2p_config_to_json(config) + "}");
   const train::G2PDecodeOptions valid_decode = train::decode_options(config.decode, true);
   train::TrainerOptions options{.optim = config.optim,
                                 .loop = config.loop,

@@ -2,6 +2,7 @@
 #include "heed/train/config.h"
 
 #include <cmath>
+#include <optional>
 #include <set>
 #include <utility>
 #include <vector>
@@ -79,6 +80,17 @@ class Section {
     std::string known;
     for (const auto& [n, e] : names) known += std::string(known.empty() ? "" : ", ") + "\"" + n + "\"";
     fail_key(key, "is \"", s, "\", expected one of ", known);
+  }
+  // As read_enum, for a key whose absence means "not set".
+  template <class E>
+  void read_enum(const char* key, std::optional<E>& out, const std::vector<std::pair<const char*, E>>& names) {
+    if (table_ == nullptr || table_->get(key) == nullptr) {
+      find(key);  // known, though absent
+      return;
+    }
+    E e = out.value_or(names.front().second);
+    read_enum(key, e, names);
+    out = e;
   }
 
   // Throws for the first key that no read() asked for.
@@ -468,8 +480,7 @@ std::string g2p_config_to_json(const G2PConfig& c) {
         {"checkpoint_every", c.loop.checkpoint_every},
         {"keep_epochs", c.loop.keep_epochs},
         {"threads", c.loop.threads},
-        {"validate_at_stop", c.loop.validate_at_stop},
-        {"matmul_precision", enum_name(c.loop.matmul_precision, kPrecisions)}}},
+        {"validate_at_stop", c.loop.validate_at_stop}}},
       {"decode",
        {{"beam_size", c.decode.beam_size},
         {"alpha", c.decode.alpha},
@@ -477,6 +488,7 @@ std::string g2p_config_to_json(const G2PConfig& c) {
         {"max_len", c.decode.max_len},
         {"batch_size", c.decode.batch_size},
         {"valid_beam_size", c.decode.valid_beam_size}}}};
+  if (c.loop.matmul_precision) j["train"]["matmul_precision"] = enum_name(*c.loop.matmul_precision, kPrecisions);
   return j.dump(2);
 }
 

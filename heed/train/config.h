@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -55,8 +56,9 @@ struct LoopConfig {
   bool validate_at_stop = true;
   // f32 products during the run (training steps and validation): "f32", or "bf16" (operands
   // rounded to bf16, f32 sums, on AMX where the CPU has it; kernels/cpu/gemm.h). Weights,
-  // activations, gradients and optimiser state stay f32.
-  kernels::cpu::MatmulPrecision matmul_precision = kernels::cpu::MatmulPrecision::kF32;
+  // activations, gradients and optimiser state stay f32. Unset: the process's setting
+  // (HEED_MATMUL_PRECISION, else f32).
+  std::optional<kernels::cpu::MatmulPrecision> matmul_precision;
 };
 
 struct DecodeConfig {

@@ -151,12 +151,13 @@ void Seq2SeqTrainer::resume(const std::filesystem::path& dir) {
 
 TrainResult Seq2SeqTrainer::run() {
   const LoopConfig& loop = options_.loop;
-  // The run's product precision, for its steps and validations; the caller's is restored after.
+  // The run's product precision, if it sets one, for its steps and validations; the caller's
+  // is restored after.
   struct PrecisionScope {
     kernels::cpu::MatmulPrecision saved = kernels::cpu::matmul_precision();
     explicit PrecisionScope(kernels::cpu::MatmulPrecision p) { kernels::cpu::set_matmul_precision(p); }
     ~PrecisionScope() { kernels::cpu::set_matmul_precision(saved); }
-  } precision_scope(loop.matmul_precision);
+  } precision_scope(loop.matmul_precision.value_or(kernels::cpu::matmul_precision()));
   const auto t0 = std::chrono::steady_clock::now();
   const double elapsed_before = state_.elapsed_s;
   auto elapsed = [&] { return elapsed_before + seconds_since(t0); };

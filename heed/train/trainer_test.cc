@@ -6,6 +6,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <unistd.h>
 
@@ -100,7 +101,7 @@ TEST(Config, ParsesEveryKnownSection) {
   EXPECT_EQ(c.optim.schedule.total_steps, 500);
   EXPECT_DOUBLE_EQ(c.loop.time_limit_minutes, 1.5);
   EXPECT_EQ(c.loop.matmul_precision, kernels::cpu::MatmulPrecision::kBf16);
-  EXPECT_EQ(parse_g2p_config("").loop.matmul_precision, kernels::cpu::MatmulPrecision::kF32);
+  EXPECT_FALSE(parse_g2p_config("").loop.matmul_precision.has_value());  // the process's setting
   EXPECT_EQ(c.decode.beam_size, 4);
   EXPECT_EQ(c.decode.nbest, 2);
   // Defaults where the file is silent.
@@ -253,12 +254,12 @@ TEST(Trainer, ResumedRunReproducesUninterruptedRun) {
 
 // train.matmul_precision = "bf16": the run's products go to bf16 (its losses differ from f32's
 // in the last digits, not more), the same seed gives the same losses, and the caller's
-// precision is back afterwards.
+// precision is back afterwards; unset, the run takes the process's precision.
 TEST(Trainer, Bf16ProductsTrainReproduciblyAndRestorePrecision) {
   if (!kernels::cpu::bf16_matmul_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU";
   TempDir dir("bf16");
   const std::vector<data::Example> ex = reverse_examples(64);
-  auto losses = [&](const char* run, kernels::cpu::MatmulPrecision precision) {
+  auto losses = [&](const char* run, std::optional<kernels::cpu::MatmulPrecision> precision) {
     TrainerOptions o = loop_options(dir.path / run, 12);
     o.loop.batch_size = 32;  // 32 x 2-5 tokens: more rows than the few-row (always f32) products
     o.loop.matmul_precision = precision;
@@ -266,11 +267,16 @@ TEST(Trainer, Bf16ProductsTrainReproduciblyAndRestorePrecision) {
     Seq2SeqTrainer t(m, ex, o);
     return t.run().losses;
   };
-  ASSERT_EQ(kernels::cpu::matmul_precision(), kernels::cpu::MatmulPrecision::kF32);
+  const kernels::cpu::MatmulPrecision saved = kernels::cpu::matmul_precision();  // HEED_MATMUL_PRECISION
+  kernels::cpu::set_matmul_precision(kernels::cpu::MatmulPrecision::kF32);
   const auto f32 = losses("f32", kernels::cpu::MatmulPrecision::kF32);
   const auto bf16 = losses("bf16", kernels::cpu::MatmulPrecision::kBf16);
   EXPECT_EQ(kernels::cpu::matmul_precision(), kernels::cpu::MatmulPrecision::kF32);
   EXPECT_EQ(losses("bf16-again", kernels::cpu::MatmulPrecision::kBf16), bf16);
+  // Unset in the config: the process's precision (here set as HEED_MATMUL_PRECISION=bf16 would).
+  kernels::cpu::set_matmul_precision(kernels::cpu::MatmulPrecision::kBf16);
+  EXPECT_EQ(losses("inherit", std::nullopt), bf16);
+  EXPECT_EQ(kernels::cpu::matmul_precision(), kernels::cpu::MatmulPrecision::kBf16);
   ASSERT_EQ(f32.size(), bf16.size());
   bool differ = false;
   for (size_t i = 0; i < f32.size(); ++i) {
@@ -279,6 +285,7 @@ TEST(Trainer, Bf16ProductsTrainReproduciblyAndRestorePrecision) {
   }
   EXPECT_TRUE(differ);
   EXPECT_LT(bf16.back().second, bf16.front().second);
+  kernels::cpu::set_matmul_precision(saved);
 }
 
 TEST(Trainer, EarlyStoppingAndTornCheckpoints) {

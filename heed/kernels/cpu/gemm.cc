@@ -131,10 +131,11 @@ void tiled(const GemmParams& p, const GemmTiling& tiling, int64_t items, const i
   const int64_t per_item = tiles_m * tiles_n, total = items * per_item;
   const bool parallel = total > 1 && items * p.m * p.n * std::max<int64_t>(p.k, 1) >= kParallelWork;
   // Chosen per product, as the backend below: every tile of a product is summed the same way.
-  // Few-row products (the small kernel's, whichever backend runs them) stay f32.
+  // Only products the packed kernel would run: not under kBlas, not few-row ones (the small kernel's).
   bool bf16 = false;
   if constexpr (std::is_same_v<T, float>)
     bf16 = g_precision.load(std::memory_order_relaxed) == MatmulPrecision::kBf16 && bf16_matmul_available() &&
+           g_backend.load(std::memory_order_relaxed) != GemmBackend::kBlas &&
            !(p.m <= kSmallRows && p.k <= kSmallMaxK && !p.trans_a && p.trans_b);
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t t = 0; t < total; ++t) {

@@ -69,7 +69,7 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t m, in
   const int64_t rows = std::min<int64_t>(kMb, m - i0);
   if (!trans_a) {
     for (int64_t r = 0; r < kMb; ++r) {
-      const float* src = a + (i0 + r) * lda + p0;
+      const float* src = a + (i0 + std::min(r, rows - 1)) * lda + p0;  // (rows past m: zeros, unread)
       uint16_t* dst = out + (r / 16) * chunks * kTile + (r % 16) * 32;
       for (int64_t q = 0; q < chunks; ++q) {
         __m512i v = _mm512_setzero_si512();
@@ -87,11 +87,11 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t m, in
     const __mmask16 cols = lanes(rows - strip * 16);
     for (int64_t q = 0; q < chunks; ++q) {
       __m512 lo[16], hi[16];
+      const float* col = a + p0 * lda + i0 + (cols != 0 ? strip * 16 : 0);
       for (int x = 0; x < 16; ++x) {
         const int64_t p = q * 32 + x;
-        const float* src = a + (p0 + p) * lda + i0 + strip * 16;
-        lo[x] = p < kc ? _mm512_maskz_loadu_ps(cols, src) : _mm512_setzero_ps();
-        hi[x] = p + 16 < kc ? _mm512_maskz_loadu_ps(cols, src + 16 * lda) : _mm512_setzero_ps();
+        lo[x] = p < kc ? _mm512_maskz_loadu_ps(cols, col + p * lda) : _mm512_setzero_ps();
+        hi[x] = p + 16 < kc ? _mm512_maskz_loadu_ps(cols, col + (p + 16) * lda) : _mm512_setzero_ps();
       }
       avx512::Vec::transpose(lo);
       avx512::Vec::transpose(hi);
@@ -112,11 +112,11 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
     for (int64_t q = 0; q < chunks; ++q) {
       uint16_t* dst = out + (s * chunks + q) * kTile;
       if (!trans_b) {  // rows of op(B) are rows of B: pairs of rows, interleaved
+        const float* col = b + p0 * ldb + j0 + (jw > 0 ? s * 16 : 0);
         for (int pr = 0; pr < 16; ++pr) {
           const int64_t p = q * 32 + 2 * pr;
-          const float* src = b + (p0 + p) * ldb + j0 + s * 16;
-          const __m512 lo = p < kc ? _mm512_maskz_loadu_ps(lanes(jw), src) : _mm512_setzero_ps();
-          const __m512 hi = p + 1 < kc ? _mm512_maskz_loadu_ps(lanes(jw), src + ldb) : _mm512_setzero_ps();
+          const __m512 lo = p < kc ? _mm512_maskz_loadu_ps(lanes(jw), col + p * ldb) : _mm512_setzero_ps();
+          const __m512 hi = p + 1 < kc ? _mm512_maskz_loadu_ps(lanes(jw), col + (p + 1) * ldb) : _mm512_setzero_ps();
           _mm512_store_si512(dst + pr * 32, to_bf16_pairs(lo, hi));
         }
         continue;
@@ -126,10 +126,13 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
       __m512 u[16];
       const int64_t w = kc - q * 32;
       for (int j = 0; j < 16; ++j) {
+        if (j >= jw) {
+          u[j] = _mm512_setzero_ps();
+          continue;
+        }
         const float* src = b + (j0 + s * 16 + j) * ldb + p0 + q * 32;
-        u[j] = j < jw ? reinterpret_cast<__m512>(to_bf16(_mm512_maskz_loadu_ps(lanes(w), src),
-                                                         _mm512_maskz_loadu_ps(lanes(w - 16), src + 16)))
-                      : _mm512_setzero_ps();
+        u[j] = reinterpret_cast<__m512>(to_bf16(_mm512_maskz_loadu_ps(lanes(w), src),
+                                                _mm512_maskz_loadu_ps(lanes(w - 16), src + 16)));
       }
       avx512::Vec::transpose(u);
       for (int pr = 0; pr < 16; ++pr) _mm512_store_ps(reinterpret_cast<float*>(dst + pr * 32), u[pr]);

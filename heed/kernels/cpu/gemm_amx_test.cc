@@ -11,6 +11,8 @@
 #include "heed/kernels/cpu/gemm_amx.h"
 
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -54,7 +56,7 @@ void check(const Problem& q) {
   std::vector<float> a = uniform_floats(a_rows * lda, 1);
   for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
   const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
-  std::vector<float> c0 = uniform_floats(q.m * ldc, 3);
+  std::vector<float> c0 = uniform_floats((q.m + 2) * ldc, 3);  // two sentinel rows past m
   const std::vector<float> mask = uniform_floats(q.m * ldc, 5);
   if (q.beta == 0.0f)
     for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
@@ -70,6 +72,8 @@ void check(const Problem& q) {
     if (q.grad_mask && !(mask[i * ldc + j] > 0)) v = 0;
     return v;
   };
+  for (int64_t x = q.m * ldc; x < (q.m + 2) * ldc; ++x)
+    ASSERT_TRUE(std::isnan(c[x]) ? std::isnan(c0[x]) : c[x] == c0[x]) << "wrote past row m at " << x;
   std::vector<double> got(q.m * q.n), rounded(q.m * q.n), exact(q.m * q.n), naive(q.m * q.n);
   for (int64_t i = 0; i < q.m; ++i) {
     for (int64_t j = q.n; j < ldc; ++j) {
@@ -148,6 +152,45 @@ TEST(GemmAmx, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
         }
       for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "ta=" << ta << " tb=" << tb << " element " << x;
     }
+}
+
+// Operands that end right before an unreadable page: no load of the packing routines reaches
+// past the last element of A, B or the mask (a fault would end the test), for every
+// transpose and tail.
+TEST(GemmAmx, ReadsNothingPastItsOperands) {
+  if (!gemm_amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  // floats placed so that the last one ends where the guard page begins
+  struct Guarded {
+    char* base = nullptr;
+    size_t bytes = 0;
+    float* at = nullptr;
+    Guarded(size_t n, size_t page) {
+      const size_t data = (n * sizeof(float) + page - 1) / page * page;
+      bytes = data + page;
+      base = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+      EXPECT_NE(base, MAP_FAILED);
+      mprotect(base + data, page, PROT_NONE);
+      at = reinterpret_cast<float*>(base + data) - n;
+    }
+    ~Guarded() { munmap(base, bytes); }
+  };
+  for (bool ta : {false, true})
+    for (bool tb : {false, true})
+      for (int64_t m : {1, 17, 33})
+        for (int64_t n : {1, 18, 47})
+          for (int64_t k : {1, 31, 33, 515}) {
+            const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+            Guarded a(m * k, page), b(n * k, page), mask(m * n, page);
+            const std::vector<float> av = uniform_floats(m * k, 1), bv = uniform_floats(n * k, 2),
+                                     mv = uniform_floats(m * n, 3);
+            std::copy(av.begin(), av.end(), a.at);
+            std::copy(bv.begin(), bv.end(), b.at);
+            std::copy(mv.begin(), mv.end(), mask.at);
+            std::vector<float> c(m * n);
+            ASSERT_TRUE(gemm_amx_bf16(ta, tb, m, n, k, 1.0f, a.at, lda, b.at, ldb, 0.0f, c.data(), n,
+                                      {nullptr, false, mask.at}));
+          }
 }
 
 // alpha == 0 or k == 0 reads neither A nor B: NaN there does not reach C.
