@@ -1,5 +1,6 @@
 // The AVX-512 build of the fused attention kernels (flash_attention_impl.h with 16-lane
 // vectors), plus the BF16 block products of FlashPrecision::kBF16 (vdpbf16ps or AMX tiles).
+#include "heed/kernels/cpu/amx.h"
 #include "heed/kernels/cpu/vec_avx512.h"
 
 #define HEED_FLASH_NS flash_avx512
@@ -126,23 +127,7 @@ void pair_rows(uint16_t* dst, const float* src, int64_t rows, int64_t ld) {
   }
 }
 
-// ---- AMX: eight 16 x 64-byte tile registers; tdpbf16ps does C[16x16] += A[16x32] B. ----
-// The compiler's AMX intrinsics are asm statements that do not tell it which memory a
-// tile load reads; these wrappers add the "memory" clobber so buffers are written first.
-#define HEED_TILE_LOAD(t, base, stride) \
-  asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define HEED_TILE_STORE(t, base, stride) \
-  asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define HEED_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
-#define HEED_TILE_DP(c, a, b) asm volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+// ---- AMX (amx.h): C tiles 0-3, A tiles 4-5, B tiles 6-7. ----
 
 // C (fp32, ldc bytes) [+]= A B over `chunks` chunks of 32 reduction elements, for a
 // (16*MT) x (16*NT) block at C: A rows are bf16 (lda bytes apart, chunk k at byte 64k);
@@ -223,17 +208,11 @@ void transpose_to_bf16_rows(uint16_t* dst, int64_t ld, const float* st, int64_t 
 }
 
 void bf16_thread_begin(const Ctx& c) {
-  if (!c.amx) return;
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  asm volatile("ldtilecfg %0" ::"m"(cfg));
+  if (c.amx) amx::configure_full_tiles();
 }
 
 void bf16_thread_end(const Ctx& c) {
-  if (c.amx) asm volatile("tilerelease" ::);
+  if (c.amx) amx::release_tiles();
 }
 
 void bf16_scores(const Ctx& c, FwdScratch& s, const float* kbase, int64_t j0, int64_t Bn, int Rp,

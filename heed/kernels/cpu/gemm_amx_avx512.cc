@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 
+#include "heed/kernels/cpu/amx.h"
 #include "heed/kernels/cpu/flash_attention.h"  // cpu_has_amx_bf16
 #include "heed/kernels/cpu/gemm_amx.h"
 #include "heed/kernels/cpu/vec_avx512.h"
@@ -140,46 +141,30 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
   }
 }
 
-// ---- AMX: tiles 0-3 hold the 2 x 2 blocks of C, 4-5 A's strips, 6-7 B's strips. ----
-// The compiler's AMX intrinsics are asm statements that do not say which memory a tile load
-// reads; these add the "memory" clobber so the packed buffers are written first.
-#define HEED_GEMM_TILE_LOAD(t, base, stride) \
-  asm volatile("tileloadd (%0,%1,1), %%tmm" #t ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define HEED_GEMM_TILE_STORE(t, base, stride) \
-  asm volatile("tilestored %%tmm" #t ", (%0,%1,1)" ::"r"(base), "r"(static_cast<long>(stride)) : "memory")
-#define HEED_GEMM_TILE_ZERO(t) asm volatile("tilezero %%tmm" #t ::)
-#define HEED_GEMM_TILE_DP(c, a, b) asm volatile("tdpbf16ps %%tmm" #b ", %%tmm" #a ", %%tmm" #c ::)
-
-struct alignas(64) TileConfig {
-  uint8_t palette = 1;
-  uint8_t start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
+// ---- AMX (amx.h): tiles 0-3 hold the 2 x 2 blocks of C, 4-5 A's strips, 6-7 B's strips. ----
 
 // t[32 x 32] (row stride 32 floats) = A-block (two strips) x B strips (s, s + 1), over chunks.
 inline void block_32x32(int64_t chunks, const uint16_t* a, const uint16_t* b, float* t) {
-  HEED_GEMM_TILE_ZERO(0);
-  HEED_GEMM_TILE_ZERO(1);
-  HEED_GEMM_TILE_ZERO(2);
-  HEED_GEMM_TILE_ZERO(3);
+  HEED_TILE_ZERO(0);
+  HEED_TILE_ZERO(1);
+  HEED_TILE_ZERO(2);
+  HEED_TILE_ZERO(3);
   const uint16_t* a1 = a + chunks * kTile;
   const uint16_t* b1 = b + chunks * kTile;
   for (int64_t q = 0; q < chunks; ++q) {
-    HEED_GEMM_TILE_LOAD(4, a + q * kTile, 64);
-    HEED_GEMM_TILE_LOAD(6, b + q * kTile, 64);
-    HEED_GEMM_TILE_DP(0, 4, 6);
-    HEED_GEMM_TILE_LOAD(7, b1 + q * kTile, 64);
-    HEED_GEMM_TILE_DP(1, 4, 7);
-    HEED_GEMM_TILE_LOAD(5, a1 + q * kTile, 64);
-    HEED_GEMM_TILE_DP(2, 5, 6);
-    HEED_GEMM_TILE_DP(3, 5, 7);
+    HEED_TILE_LOAD(4, a + q * kTile, 64);
+    HEED_TILE_LOAD(6, b + q * kTile, 64);
+    HEED_TILE_DP(0, 4, 6);
+    HEED_TILE_LOAD(7, b1 + q * kTile, 64);
+    HEED_TILE_DP(1, 4, 7);
+    HEED_TILE_LOAD(5, a1 + q * kTile, 64);
+    HEED_TILE_DP(2, 5, 6);
+    HEED_TILE_DP(3, 5, 7);
   }
-  HEED_GEMM_TILE_STORE(0, t, 128);
-  HEED_GEMM_TILE_STORE(1, t + 16, 128);
-  HEED_GEMM_TILE_STORE(2, t + 16 * 32, 128);
-  HEED_GEMM_TILE_STORE(3, t + 16 * 32 + 16, 128);
+  HEED_TILE_STORE(0, t, 128);
+  HEED_TILE_STORE(1, t + 16, 128);
+  HEED_TILE_STORE(2, t + 16 * 32, 128);
+  HEED_TILE_STORE(3, t + 16 * 32 + 16, 128);
 }
 
 // How a block's sums reach C (as gemm_packed's Store).
@@ -217,19 +202,6 @@ void store_block(const float* t, int64_t rows, int64_t cols, float* c, int64_t l
   }
 }
 
-void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const GemmEpilogueF32& e) {
-  for (int64_t i = 0; i < m; ++i) {
-    float* ci = c + i * ldc;
-    for (int64_t j = 0; j < n; ++j) {
-      float v = beta == 0.f ? 0.f : beta * ci[j];
-      if (e.bias) v += e.bias[j];
-      if (e.relu) v = v > 0.f ? v : 0.f;
-      if (e.relu_grad_of) v = e.relu_grad_of[i * ldc + j] > 0.f ? v : 0.f;
-      ci[j] = v;
-    }
-  }
-}
-
 }  // namespace
 
 bool gemm_amx_available() { return cpu_has_amx_bf16(); }
@@ -240,17 +212,12 @@ bool gemm_amx_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
   if (!gemm_amx_available()) return false;
   if (m <= 0 || n <= 0) return true;
   if (k <= 0 || alpha == 0.f) {
-    scale_only(m, n, beta, c, ldc, epilogue);
+    gemm_scale_only(m, n, beta, c, ldc, epilogue);
     return true;
   }
   Scratch& sc = scratch();
   if (!sc.ok) return false;
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  asm volatile("ldtilecfg %0" ::"m"(cfg));
+  amx::configure_full_tiles();
   for (int64_t j0 = 0; j0 < n; j0 += kNc) {
     const int64_t nc = std::min(kNc, n - j0);
     for (int64_t p0 = 0; p0 < k; p0 += kKc) {
@@ -270,7 +237,7 @@ bool gemm_amx_bf16(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, 
       }
     }
   }
-  asm volatile("tilerelease" ::);
+  amx::release_tiles();
   return true;
 }
 

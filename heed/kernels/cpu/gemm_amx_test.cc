@@ -7,7 +7,7 @@
 // - against the f32 product, with STYLE.md's bf16 rule: error at most 2x that of a naive bf16
 //   GEMM (operands rounded, sums in f32 in k order), both measured against double.
 // beta = 0 never reads C, nothing outside C is written, and blocks of a product give the same
-// bits as the whole.
+// bits as the whole (that test is in gemm_packed_test.cc, for both kernels).
 #include "heed/kernels/cpu/gemm_amx.h"
 
 #include <gtest/gtest.h>
@@ -132,27 +132,8 @@ TEST(GemmAmx, MatchesReferencesOnAwkwardSizes) {
   check({true, false, 256, 512, 600});
 }
 
-// Each element is summed the same way wherever it falls in the blocks, so splitting a product
-// into row and column blocks (as kernels/cpu/gemm.cc's tiling does) cannot change any bit.
-TEST(GemmAmx, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
-  if (!gemm_amx_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU (or no tile permission)";
-  const int64_t m = 181, n = 75, k = 1030;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5), bias = uniform_floats(n, 6);
-      const int64_t lda = ta ? m : k, ldb = tb ? k : n;
-      std::vector<float> whole(m * n), parts(m * n);
-      gemm_amx_bf16(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
-      for (int64_t i0 = 0; i0 < m; i0 += 50)
-        for (int64_t j0 = 0; j0 < n; j0 += 20) {
-          const int64_t mi = std::min<int64_t>(50, m - i0), nj = std::min<int64_t>(20, n - j0);
-          gemm_amx_bf16(ta, tb, mi, nj, k, 1.0f, a.data() + (ta ? i0 : i0 * lda), lda,
-                        b.data() + (tb ? j0 * ldb : j0), ldb, 0.0f, parts.data() + i0 * n + j0, n,
-                        {bias.data() + j0, true});
-        }
-      for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "ta=" << ta << " tb=" << tb << " element " << x;
-    }
-}
+// Blocks of a product give the bits of the whole: GemmPacked.BlocksOfAProductGiveTheSameBitsAsTheWhole
+// runs for both kernels.
 
 // Operands that end right before an unreadable page: no load of the packing routines reaches
 // past the last element of A, B or the mask (a fault would end the test), for every

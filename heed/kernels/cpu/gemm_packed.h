@@ -43,4 +43,9 @@ bool gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, fl
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  const GemmEpilogueF32& epilogue = {});
 
+// C = act(beta C + bias) with no product: what gemm_packed and gemm_amx_bf16 do for k == 0 or
+// alpha == 0 (A and B unread). Compiled with the AVX-512 flags: call only where
+// gemm_packed_available().
+void gemm_scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const GemmEpilogueF32& epilogue);
+
 }  // namespace heed::kernels::cpu

@@ -225,8 +225,9 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
   }
 }
 
-// C = act(beta C + bias) without a product (k == 0 or alpha == 0).
-void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const GemmEpilogueF32& e) {
+}  // namespace
+
+void gemm_scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const GemmEpilogueF32& e) {
   for (int64_t i = 0; i < m; ++i) {
     float* ci = c + i * ldc;
     for (int64_t j = 0; j < n; ++j) {
@@ -239,14 +240,12 @@ void scale_only(int64_t m, int64_t n, float beta, float* c, int64_t ldc, const G
   }
 }
 
-}  // namespace
-
 bool gemm_packed(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc,
                  const GemmEpilogueF32& epilogue) {
   if (m <= 0 || n <= 0) return true;
   if (k <= 0 || alpha == 0.f) {
-    scale_only(m, n, beta, c, ldc, epilogue);
+    gemm_scale_only(m, n, beta, c, ldc, epilogue);
     return true;
   }
   float* bbuf = scratch_b();

@@ -11,9 +11,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "heed/kernels/cpu/gemm.h"
+#include "heed/kernels/cpu/gemm_amx.h"
 #include "heed/tensor/random.h"
 #include "heed/testing/numerics.h"
 
@@ -124,24 +126,31 @@ TEST(GemmPacked, AlphaOrKZeroScalesCOnly) {
 
 // Each element is summed the same way wherever it falls in the tiles, so splitting a product
 // into row and column blocks (as kernels/cpu/gemm.cc's tiling does) cannot change any bit.
+// For both packed kernels: f32 (k in blocks of 256) and bf16 on AMX (blocks of 512).
 TEST(GemmPacked, BlocksOfAProductGiveTheSameBitsAsTheWhole) {
-  if (!gemm_packed_available()) GTEST_SKIP() << "no AVX-512 on this CPU";
-  const int64_t m = 181, n = 75, k = 530;
-  for (bool ta : {false, true})
-    for (bool tb : {false, true}) {
-      const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5), bias = uniform_floats(n, 6);
-      const int64_t lda = ta ? m : k, ldb = tb ? k : n;
-      std::vector<float> whole(m * n), parts(m * n);
-      gemm_packed(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
-      for (int64_t i0 = 0; i0 < m; i0 += 50)
-        for (int64_t j0 = 0; j0 < n; j0 += 20) {
-          const int64_t mi = std::min<int64_t>(50, m - i0), nj = std::min<int64_t>(20, n - j0);
-          gemm_packed(ta, tb, mi, nj, k, 1.0f, a.data() + (ta ? i0 : i0 * lda), lda,
-                      b.data() + (tb ? j0 * ldb : j0), ldb, 0.0f, parts.data() + i0 * n + j0, n,
-                      {bias.data() + j0, true});
-        }
-      for (int64_t x = 0; x < m * n; ++x) ASSERT_EQ(whole[x], parts[x]) << "ta=" << ta << " tb=" << tb << " element " << x;
-    }
+  using Kernel = bool (*)(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t,
+                          float, float*, int64_t, const GemmEpilogueF32&);
+  std::vector<std::pair<const char*, Kernel>> kernels;
+  if (gemm_packed_available()) kernels.emplace_back("gemm_packed", &gemm_packed);
+  if (gemm_amx_available()) kernels.emplace_back("gemm_amx_bf16", &gemm_amx_bf16);
+  if (kernels.empty()) GTEST_SKIP() << "no AVX-512 on this CPU";
+  const int64_t m = 181, n = 75, k = 1030;
+  for (const auto& [name, kernel] : kernels)
+    for (bool ta : {false, true})
+      for (bool tb : {false, true}) {
+        const std::vector<float> a = uniform_floats(m * k, 4), b = uniform_floats(n * k, 5), bias = uniform_floats(n, 6);
+        const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+        std::vector<float> whole(m * n), parts(m * n);
+        kernel(ta, tb, m, n, k, 1.0f, a.data(), lda, b.data(), ldb, 0.0f, whole.data(), n, {bias.data(), true});
+        for (int64_t i0 = 0; i0 < m; i0 += 50)
+          for (int64_t j0 = 0; j0 < n; j0 += 20) {
+            const int64_t mi = std::min<int64_t>(50, m - i0), nj = std::min<int64_t>(20, n - j0);
+            kernel(ta, tb, mi, nj, k, 1.0f, a.data() + (ta ? i0 : i0 * lda), lda, b.data() + (tb ? j0 * ldb : j0), ldb,
+                   0.0f, parts.data() + i0 * n + j0, n, {bias.data() + j0, true});
+          }
+        for (int64_t x = 0; x < m * n; ++x)
+          ASSERT_EQ(whole[x], parts[x]) << name << " ta=" << ta << " tb=" << tb << " element " << x;
+      }
 }
 
 // HEED_GEMM=blas / set_gemm_backend(kBlas) sends f32 products to CBLAS; both backends agree
