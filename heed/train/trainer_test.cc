@@ -252,8 +252,9 @@ TEST(Trainer, ResumedRunReproducesUninterruptedRun) {
   EXPECT_TRUE(fs::exists(ta.last_checkpoint().optimizer()));
 }
 
-// train.matmul_precision = "bf16": the run's products go to bf16 (its losses differ from f32's
-// in the last digits, not more), the same seed gives the same losses, and the caller's
+// train.matmul_precision = "bf16": the run's products go to bf16 (its losses differ from f32's,
+// by less than 2 %: operands keep 8 significant bits, sums stay f32), the same seed gives the
+// same losses, and the caller's
 // precision is back afterwards; unset, the run takes the process's precision.
 TEST(Trainer, Bf16ProductsTrainReproduciblyAndRestorePrecision) {
   if (!kernels::cpu::bf16_matmul_available()) GTEST_SKIP() << "no AMX-BF16 on this CPU";

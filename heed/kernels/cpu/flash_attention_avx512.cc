@@ -30,13 +30,7 @@ struct Cfg {
 namespace heed::kernels::cpu::flash_avx512 {
 namespace {
 
-// [lo0, hi0, lo1, hi1, ...] from two fp32 vectors: the pair layout vdpbf16ps reads.
-inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
-                                       23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  const __m512i both = reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo));  // [lo | hi]
-  return _mm512_permutexvar_epi16(idx, both);
-}
+using avx512::bf16_pairs;
 
 // Scalar fp32 -> bf16, round to nearest even (as vcvtne2ps2bf16), NaN kept quiet.
 inline uint16_t to_bf16(float f) {

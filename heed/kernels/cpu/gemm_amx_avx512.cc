@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <memory>
 
 #include "heed/kernels/cpu/amx.h"
 #include "heed/kernels/cpu/flash_attention.h"  // cpu_has_amx_bf16
@@ -49,19 +47,9 @@ Scratch& scratch() {
   return owner.s;
 }
 
-inline __mmask16 lanes(int64_t w) {  // the first min(max(w, 0), 16) lanes
-  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
-}
-
-// 32 bf16 (round to nearest even) from lo (elements 0-15) and hi (16-31), in order.
-inline __m512i to_bf16(__m512 lo, __m512 hi) { return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)); }
-
-// [lo0, hi0, lo1, hi1, ...] in bf16: the pair layout of a B tile row.
-inline __m512i to_bf16_pairs(__m512 lo, __m512 hi) {
-  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
-                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
-  return _mm512_permutexvar_epi16(idx, to_bf16(lo, hi));
-}
+using avx512::bf16_of;
+using avx512::bf16_pairs;
+using avx512::lanes;
 
 // op(A)[i0 : i0 + 32, p0 : p0 + kc] -> two strips of `chunks` row tiles; rows past m and k
 // past kc are zero. op(A)[i, p] = a[i * lda + p], or a[p * lda + i] when trans_a.
@@ -76,7 +64,7 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t m, in
         __m512i v = _mm512_setzero_si512();
         if (r < rows) {
           const int64_t w = kc - q * 32;
-          v = to_bf16(_mm512_maskz_loadu_ps(lanes(w), src + q * 32), _mm512_maskz_loadu_ps(lanes(w - 16), src + q * 32 + 16));
+          v = bf16_of(_mm512_maskz_loadu_ps(lanes(w), src + q * 32), _mm512_maskz_loadu_ps(lanes(w - 16), src + q * 32 + 16));
         }
         _mm512_store_si512(dst + q * kTile, v);
       }
@@ -97,7 +85,7 @@ void pack_a(bool trans_a, const float* a, int64_t lda, int64_t i0, int64_t m, in
       avx512::Vec::transpose(lo);
       avx512::Vec::transpose(hi);
       uint16_t* dst = out + (strip * chunks + q) * kTile;
-      for (int r = 0; r < 16; ++r) _mm512_store_si512(dst + r * 32, to_bf16(lo[r], hi[r]));
+      for (int r = 0; r < 16; ++r) _mm512_store_si512(dst + r * 32, bf16_of(lo[r], hi[r]));
     }
   }
 }
@@ -118,7 +106,7 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
           const int64_t p = q * 32 + 2 * pr;
           const __m512 lo = p < kc ? _mm512_maskz_loadu_ps(lanes(jw), col + p * ldb) : _mm512_setzero_ps();
           const __m512 hi = p + 1 < kc ? _mm512_maskz_loadu_ps(lanes(jw), col + (p + 1) * ldb) : _mm512_setzero_ps();
-          _mm512_store_si512(dst + pr * 32, to_bf16_pairs(lo, hi));
+          _mm512_store_si512(dst + pr * 32, bf16_pairs(lo, hi));
         }
         continue;
       }
@@ -132,7 +120,7 @@ void pack_b(bool trans_b, const float* b, int64_t ldb, int64_t p0, int64_t kc, i
           continue;
         }
         const float* src = b + (j0 + s * 16 + j) * ldb + p0 + q * 32;
-        u[j] = reinterpret_cast<__m512>(to_bf16(_mm512_maskz_loadu_ps(lanes(w), src),
+        u[j] = reinterpret_cast<__m512>(bf16_of(_mm512_maskz_loadu_ps(lanes(w), src),
                                                 _mm512_maskz_loadu_ps(lanes(w - 16), src + 16)));
       }
       avx512::Vec::transpose(u);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "heed/kernels/cpu/gemm.h"
+#include "heed/kernels/cpu/gemm_test_problem.h"
 #include "heed/testing/numerics.h"
 
 namespace heed::kernels::cpu {
@@ -40,38 +41,14 @@ float bf16(float f) {
   return f;
 }
 
-struct Problem {
-  bool ta, tb;
-  int64_t m, n, k;
-  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
-  float alpha = 1.0f, beta = 0.0f;
-  bool bias = false, relu = false, grad_mask = false;
-};
+using Problem = gemm_test::GemmProblem;
 
 void check(const Problem& q) {
-  const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
-  const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
-  const int64_t lda = std::max<int64_t>(a_cols, 1) + q.pad_a, ldb = std::max<int64_t>(b_cols, 1) + q.pad_b,
-                ldc = q.n + q.pad_c;
-  std::vector<float> a = uniform_floats(a_rows * lda, 1);
-  for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
-  const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
-  std::vector<float> c0 = uniform_floats((q.m + 2) * ldc, 3);  // two sentinel rows past m
-  const std::vector<float> mask = uniform_floats(q.m * ldc, 5);
-  if (q.beta == 0.0f)
-    for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
+  const gemm_test::GemmOperands o = gemm_test::gemm_operands(q, 2);  // two sentinel rows past m
+  const auto& [lda, ldb, ldc, a, b, bias, c0, mask] = o;
   std::vector<float> c = c0;
   ASSERT_TRUE(gemm_amx_bf16(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
-                            {q.bias ? bias.data() : nullptr, q.relu, q.grad_mask ? mask.data() : nullptr}));
-  const auto A = [&](int64_t i, int64_t p) { return q.ta ? a[p * lda + i] : a[i * lda + p]; };
-  const auto B = [&](int64_t p, int64_t j) { return q.tb ? b[j * ldb + p] : b[p * ldb + j]; };
-  const auto finish = [&](double s, int64_t i, int64_t j) {
-    double v = q.alpha * s + (q.beta == 0.0f ? 0.0 : static_cast<double>(q.beta) * c0[i * ldc + j]);
-    if (q.bias) v += bias[j];
-    if (q.relu) v = v > 0 ? v : 0;
-    if (q.grad_mask && !(mask[i * ldc + j] > 0)) v = 0;
-    return v;
-  };
+                            o.epilogue(q)));
   for (int64_t x = q.m * ldc; x < (q.m + 2) * ldc; ++x)
     ASSERT_TRUE(std::isnan(c[x]) ? std::isnan(c0[x]) : c[x] == c0[x]) << "wrote past row m at " << x;
   std::vector<double> got(q.m * q.n), rounded(q.m * q.n), exact(q.m * q.n), naive(q.m * q.n);
@@ -84,15 +61,15 @@ void check(const Problem& q) {
       double s_rounded = 0, s_exact = 0;
       float s_naive = 0;
       for (int64_t p = 0; p < q.k; ++p) {
-        const float x = A(i, p), y = B(p, j);
+        const float x = o.A(q, i, p), y = o.B(q, p, j);
         s_rounded += static_cast<double>(bf16(x)) * bf16(y);
         s_exact += static_cast<double>(x) * y;
         s_naive += bf16(x) * bf16(y);
       }
       got[i * q.n + j] = c[i * ldc + j];
-      rounded[i * q.n + j] = finish(s_rounded, i, j);
-      exact[i * q.n + j] = finish(s_exact, i, j);
-      naive[i * q.n + j] = static_cast<float>(finish(s_naive, i, j));  // an f32 result, as C
+      rounded[i * q.n + j] = o.finish(q, s_rounded, i, j);
+      exact[i * q.n + j] = o.finish(q, s_exact, i, j);
+      naive[i * q.n + j] = static_cast<float>(o.finish(q, s_naive, i, j));  // an f32 result, as C
     }
   }
   const auto where = [&] {

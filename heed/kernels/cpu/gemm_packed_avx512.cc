@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "heed/kernels/cpu/gemm_packed.h"
+#include "heed/kernels/cpu/vec_avx512.h"
 
 namespace heed::kernels::cpu {
 
@@ -36,9 +37,7 @@ float* scratch_a() {
   return buf.get();
 }
 
-inline __mmask16 lanes(int64_t w) {  // the first min(max(w, 0), 16) lanes
-  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
-}
+using avx512::lanes;
 
 // How a tile's sums reach C.
 struct Store {

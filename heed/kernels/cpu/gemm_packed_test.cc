@@ -16,6 +16,7 @@
 
 #include "heed/kernels/cpu/gemm.h"
 #include "heed/kernels/cpu/gemm_amx.h"
+#include "heed/kernels/cpu/gemm_test_problem.h"
 #include "heed/tensor/random.h"
 #include "heed/testing/numerics.h"
 
@@ -24,32 +25,14 @@ namespace {
 
 using testing::uniform_floats;
 
-struct Problem {
-  bool ta, tb;
-  int64_t m, n, k;
-  int64_t pad_a = 0, pad_b = 0, pad_c = 0;  // extra elements per stored row
-  float alpha = 1.0f, beta = 0.0f;
-  bool bias = false, relu = false, grad_mask = false;
-};
+using Problem = gemm_test::GemmProblem;
 
 void check(const Problem& q) {
-  // Stored shapes: A is [m, k] or, transposed, [k, m]; B is [k, n] or [n, k].
-  const int64_t a_rows = q.ta ? q.k : q.m, a_cols = q.ta ? q.m : q.k;
-  const int64_t b_rows = q.tb ? q.n : q.k, b_cols = q.tb ? q.k : q.n;
-  const int64_t lda = std::max<int64_t>(a_cols, 1) + q.pad_a, ldb = std::max<int64_t>(b_cols, 1) + q.pad_b,
-                ldc = q.n + q.pad_c;
-  // A scaled by 1 / sqrt(k): products of order one at every k, so STYLE.md's GEMM tolerance
-  // measures the kernel rather than the cancellation in long sums.
-  std::vector<float> a = uniform_floats(a_rows * lda, 1);
-  for (float& x : a) x /= std::sqrt(static_cast<float>(std::max<int64_t>(q.k, 1)));
-  const std::vector<float> b = uniform_floats(b_rows * ldb, 2), bias = uniform_floats(q.n, 4);
-  std::vector<float> c0 = uniform_floats(q.m * ldc, 3);
-  const std::vector<float> mask = uniform_floats(q.m * ldc, 5);  // laid out as C; about half > 0
-  if (q.beta == 0.0f)  // must not be read: NaN would poison every output it touched
-    for (auto& x : c0) x = std::numeric_limits<float>::quiet_NaN();
+  const gemm_test::GemmOperands o = gemm_test::gemm_operands(q);
+  const auto& [lda, ldb, ldc, a, b, bias, c0, mask] = o;
   std::vector<float> c = c0;
   ASSERT_TRUE(gemm_packed(q.ta, q.tb, q.m, q.n, q.k, q.alpha, a.data(), lda, b.data(), ldb, q.beta, c.data(), ldc,
-              {q.bias ? bias.data() : nullptr, q.relu, q.grad_mask ? mask.data() : nullptr}));
+              o.epilogue(q)));
   std::vector<double> got(q.m * q.n), want(q.m * q.n);
   for (int64_t i = 0; i < q.m; ++i) {
     for (int64_t j = q.n; j < ldc; ++j) {
@@ -59,12 +42,8 @@ void check(const Problem& q) {
     for (int64_t j = 0; j < q.n; ++j) {
       double s = 0;
       for (int64_t p = 0; p < q.k; ++p)
-        s += static_cast<double>(q.ta ? a[p * lda + i] : a[i * lda + p]) * (q.tb ? b[j * ldb + p] : b[p * ldb + j]);
-      double v = q.alpha * s + (q.beta == 0.0f ? 0.0 : static_cast<double>(q.beta) * c0[i * ldc + j]);
-      if (q.bias) v += bias[j];
-      if (q.relu) v = v > 0 ? v : 0;
-      if (q.grad_mask && !(mask[i * ldc + j] > 0)) v = 0;
-      want[i * q.n + j] = v;
+        s += static_cast<double>(o.A(q, i, p)) * o.B(q, p, j);
+      want[i * q.n + j] = o.finish(q, s, i, j);
       got[i * q.n + j] = c[i * ldc + j];
     }
   }

@@ -1,5 +1,6 @@
 // AVX-512 float vectors for the fused attention kernels: loads with tails, horizontal
-// reductions and a polynomial exp2. Include only from *_avx512.cc files.
+// reductions and a polynomial exp2; tail masks and bf16 conversions for every AVX-512
+// kernel. Include only from *_avx512.cc files.
 #pragma once
 
 #include <immintrin.h>
@@ -97,5 +98,22 @@ struct Vec {
     return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
   }
 };
+
+// Free helpers shared by the AVX-512 kernels (attention, packed and AMX GEMMs).
+
+// The first min(max(w, 0), 16) lanes: a tail of w elements from here.
+inline __mmask16 lanes(int64_t w) {
+  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
+}
+
+// 32 bf16 (round to nearest even) from lo (elements 0-15) and hi (16-31), in order.
+inline __m512i bf16_of(__m512 lo, __m512 hi) { return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)); }
+
+// [lo0, hi0, lo1, hi1, ...] in bf16: the pair layout vdpbf16ps and AMX's B tiles read.
+inline __m512i bf16_pairs(__m512 lo, __m512 hi) {
+  const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22, 6,
+                                       21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+  return _mm512_permutexvar_epi16(idx, bf16_of(lo, hi));
+}
 
 }  // namespace heed::kernels::cpu::avx512
