@@ -78,6 +78,21 @@ grep -Eq '^validation: WER [0-9.]+% PER [0-9.]+%' "$work/out" || { echo "FAIL ev
 expect_ok eval_ensemble "$heed" eval --model "$ckpt" --model "$ckpt" --split validation --beam 1 --quiet
 grep -q 'ensemble of 2 models' "$work/out" || { echo "FAIL eval_ensemble:"; cat "$work/out"; failures=$((failures + 1)); }
 
+# scripts/train_ensemble.sh: two members from one config, side by side, then their ensemble.
+sed 's|^run_dir = .*|run_dir = "'"$work"'/ens"|' "$work/tiny.toml" > "$work/ens.toml"
+SEEDS="5 6" LANES=2 HEED="$heed" EVAL_ARGS="--split validation --beam 1" \
+  "$repo/scripts/train_ensemble.sh" "$work/ens.toml" > "$work/out" 2> "$work/err" \
+  || { echo "FAIL train_ensemble: exit $?"; cat "$work/out" "$work/err"; failures=$((failures + 1)); }
+for s in 5 6; do
+  grep -q "^seed = $s\$" "$work/ens/seed-$s.toml" && [[ -f $work/ens/seed-$s/checkpoints/best/model.safetensors ]] \
+    || { echo "FAIL train_ensemble: member seed $s has no config with its seed or no best checkpoint"; failures=$((failures + 1)); }
+done
+first_loss() { grep -m 1 '"event":"step"' "$1" | grep -o '"loss":[^,]*'; }
+[[ -n $(first_loss "$work/ens/seed-5/train.jsonl") && $(first_loss "$work/ens/seed-5/train.jsonl") != $(first_loss "$work/ens/seed-6/train.jsonl") ]] \
+  || { echo "FAIL train_ensemble: the two seeds' first losses should differ"; failures=$((failures + 1)); }
+grep -Eq '^validation: WER [0-9.]+% PER [0-9.]+% .*ensemble of 2 models' "$work/ens/ensemble.txt" \
+  || { echo "FAIL train_ensemble: no ensemble result in ensemble.txt:"; cat "$work/ens/ensemble.txt"; failures=$((failures + 1)); }
+
 # User errors: one clear line, exit 1.
 expect_error missing_config "no such file|does not exist|cannot (open|read)" "$heed" train --config "$work/none.toml"
 sed 's/^d_model = 32/d_model = "wide"/' "$work/tiny.toml" > "$work/bad_value.toml"
