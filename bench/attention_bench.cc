@@ -227,7 +227,8 @@ BENCHMARK(BM_FlashAttentionIsa)->ArgNames({"L", "D", "isa"})
 // block products on cache-resident operands; 1: plus the online softmax; 2: plus reading a
 // new block of keys and values each time (2,048 keys in turn); 3: S^T = K Q^T alone; 4:
 // O += P V alone (a reduction over the block's 64 keys, whatever D); 5: O += P V over 256
-// keys at once (what keeping O in registers across four key blocks would give). Compare with
+// keys at once (what keeping O in registers across four key blocks would give); 6 and 7: 1
+// and 2 with scores and softmax in one pass, as the kernel runs full blocks. Compare with
 // BM_FlashAttention/B:8/H:8/L:2048 at one thread, which adds the per-row-block work.
 void BM_FlashBlock(benchmark::State& state) {
   const int64_t D = state.range(0);
@@ -249,7 +250,7 @@ void BM_FlashBlock(benchmark::State& state) {
   state.counters["GFLOP/s"] = gflops;
   state.counters["peak_frac"] = gflops / fma_peak_gflops(1);
 }
-BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 1, 2, 3, 4, 5}})
+BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 1, 2, 3, 4, 5, 6, 7}})
     ->UseManualTime()->Unit(benchmark::kMicrosecond);
 
 // Decoding: one query row against a cache of S keys (T = 1), B = 8, H = 8.

@@ -625,6 +625,114 @@ void softmax_block(FwdScratch& s, int64_t Bn, int R, int Rp, int64_t Dvp) {
   }
 }
 
+// Scores and online softmax in one pass, for a block every row sees whole (no mask inside
+// it, softmax in log2 units): S^T = K Q^T is computed tile by tile as gemm() does, and each
+// tile's scores become weights exp2(s - m) while still in registers, so they are never
+// stored and read back (softmax_block's two passes over the block). A row's reference m is
+// raised only when one of its scores exceeds it by more than kMaxSlack (log2 units), not on
+// every new maximum: weights then stay below 2^kMaxSlack, O and l are kept relative to the
+// same m as always, and the rescaling of O is left out for almost every block after a
+// row's first. The result is the same softmax up to rounding.
+constexpr float kMaxSlack = 8.0f;
+
+// Raises the reference max of rows [v, v + kW) to at least tmax, rescaling their running
+// sums, their rows of O and the weights already written for keys [0, keys_done) of this
+// block; returns the new reference.
+[[gnu::noinline]] Reg raise_max(FwdScratch& s, int v, int R, int Rp, int64_t Dvp, Reg tmax, int64_t keys_done) {
+  const Reg mold = V::load(s.m + v);
+  const Reg mnew = V::max(V::max(mold, tmax), V::set1(-kMaxFloat));  // as softmax_block's ms
+  const Reg al = V::exp2_nonpositive(V::sub(mold, mnew));            // 0 where mold = -inf
+  V::store(s.m + v, mnew);
+  V::store(s.l + v, V::mul(V::load(s.l + v), al));
+  for (int64_t jj = 0; jj < keys_done; ++jj) V::store(s.st + jj * Rp + v, V::mul(V::load(s.st + jj * Rp + v), al));
+  float a[kW];
+  V::store(a, al);
+  for (int i = 0; i < kW && v + i < R; ++i) {
+    if (a[i] == 1.0f) continue;
+    const Reg ar = V::set1(a[i]);
+    float* orow = s.o + static_cast<int64_t>(v + i) * Dvp;
+    for (int64_t d = 0; d < Dvp; d += kW) V::store(orow + d, V::mul(V::load(orow + d), ar));
+  }
+  return mnew;
+}
+
+// One tile of scores_softmax: keys [j, j + MR) of the block (K rows at a, as tile()'s A)
+// against rows [v0, v0 + NV kW) (Q^T columns at b, as tile()'s B).
+template <int MR, int NV>
+void tile_softmax(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
+                  FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
+  Reg r[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) r[m][n] = V::zero();
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    Reg bv[NV];
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) bv[n] = V::load(b + k * ldb + n * kW);
+    const float* ap = a + k * ak;
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      Reg av = V::set1(ap[m * am]);
+#pragma GCC unroll 16
+      for (int n = 0; n < NV; ++n) r[m][n] = V::fma(av, bv[n], r[m][n]);
+    }
+  }
+  const Reg slack = V::set1(kMaxSlack);
+#pragma GCC unroll 16
+  for (int n = 0; n < NV; ++n) {
+    const int v = v0 + n * kW;
+    Reg mref = V::load(s.m + v);
+    Reg tmax = r[0][n];
+#pragma GCC unroll 16
+    for (int m = 1; m < MR; ++m) tmax = V::max(tmax, r[m][n]);
+    if (V::any_greater(tmax, V::add(mref, slack))) mref = raise_max(s, v, R, Rp, Dvp, tmax, j);
+    Reg sum = V::zero();
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      const Reg p = V::exp2_nonpositive(V::sub(r[m][n], mref));
+      V::store(s.st + (j + m) * Rp + v, p);
+      sum = V::add(sum, p);
+    }
+    V::store(s.l + v, V::add(V::load(s.l + v), sum));
+  }
+}
+
+template <int MR, int NV>
+void tile_softmax_nv(int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
+                     FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
+  if (nv == NV) {
+    tile_softmax<MR, NV>(K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
+  } else if constexpr (NV > 1) {
+    tile_softmax_nv<MR, NV - 1>(nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
+  }
+}
+
+template <int MR>
+void tile_softmax_any(int mr, int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
+                      int64_t ldb, FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
+  if (mr == MR) {
+    tile_softmax_nv<MR, Cfg::kNv>(nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
+  } else if constexpr (MR > 1) {
+    tile_softmax_any<MR - 1>(mr, nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
+  }
+}
+
+// Weights of a whole block of Bn keys (K rows from kblock, strides ks2 between keys and
+// ks3 within one) into s.st, with m, l and O updated: gemm() then softmax_block() in one pass.
+void scores_softmax(FwdScratch& s, const float* kblock, int64_t ks2, int64_t ks3, int64_t Bn, int64_t D, int R,
+                    int Rp, int64_t Dvp) {
+  constexpr int kNb = Cfg::kNv * kW;
+  for (int v0 = 0; v0 < Rp; v0 += kNb) {
+    const int nv = (Rp - v0) / kW < Cfg::kNv ? (Rp - v0) / kW : Cfg::kNv;
+    for (int64_t m0 = 0; m0 < Bn; m0 += Cfg::kMr) {
+      const int mr = static_cast<int>(imin(Cfg::kMr, Bn - m0));
+      tile_softmax_any<Cfg::kMr>(mr, nv, D, kblock + m0 * ks2, ks2, ks3, s.qt + v0, Rp, s, m0, v0, R, Rp, Dvp);
+    }
+  }
+}
+
 // Attention of the block's rows (batch b, kv head kvh) over keys [kbeg, kend). part ==
 // nullptr: normalise and write out (and lse); else write (m, l, o[Dv]) of row r to
 // part + r * part_ld.
@@ -661,6 +769,7 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
     const int64_t Bn = imin(kBc, jhi - j0);
     const Cover cover = classify(c, rows, j0, j0 + Bn);
     if (cover == Cover::kNone) continue;
+    bool weights_ready = false;  // st holds weights, m, l and O updated (scores_softmax)
     // No software prefetch of the next block's K and V rows: the burst of prefetches
     // stalled on fill buffers; leaving it to the hardware prefetchers measured +3-15 % at
     // L >= 2048 and within noise at L = 512 (D = 64 and 128, one thread).
@@ -675,6 +784,10 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Bn), Rp,
                   static_cast<int>(D), 1.0f, kbase + j0 * c.ks[2], static_cast<int>(c.ks[2]),
                   s.qt, Rp, 0.0f, s.st, Rp);
+    } else if (cover == Cover::kFull && !c.sigmoid) {
+      // A full block has no explicit mask, so its scores are in log2 units (c.log2_units).
+      scores_softmax(s, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], Bn, D, R, Rp, Dvp);
+      weights_ready = true;
     } else if (cover == Cover::kPartial) {
       block_ranges(rows, j0, Bn, &ranges);
       gemm_cols(Bn, Rp, D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp,
@@ -685,7 +798,7 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
     if (cover == Cover::kPartial) apply_masks(c, rows, b, j0, Bn, s.st);
     if (c.sigmoid)
       sigmoid_block(s.st, Bn, Rp);
-    else
+    else if (!weights_ready)
       softmax_block(s, Bn, R, Rp, Dvp);
     if (c.dropout) dropout_block(c, rows, b, j0, Bn, s.keep, s.st, nullptr, nullptr);
     // O [R, Dv] += P V, with P(r, jj) = st[jj*Rp + r]
@@ -1246,13 +1359,15 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
 // reading the next 64 keys and values of 2,048 in turn (1-2 MiB, served from L2/L3), as a
 // row block of an L = 2048 head does; stages 3 and 4:
 // S^T = K Q^T alone and O += P V alone; stage 5: O += P V alone over 4 key blocks at once
-// (the reduction a kernel keeping O in registers for 256 keys would run). What the kernel loses beyond stage 2 is its
+// (the reduction a kernel keeping O in registers for 256 keys would run); stages 6 and 7:
+// stages 1 and 2 with the scores and softmax in one pass (scores_softmax), as forward_rows
+// runs every full block. What the kernel loses beyond stage 7 is its
 // per-row-block work (packing Q, writing O) and scheduling. Returns the seconds the
 // repetitions took (set-up excluded) and their flops in *flops.
 double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   constexpr int64_t kKeys = 2048;
   const int64_t red = stage == 5 ? 4 * kBc : kBc;  // keys per P V product
-  const int64_t Dvp = round_up(D, kW), keys = stage == 2 ? kKeys : red;
+  const int64_t Dvp = round_up(D, kW), keys = stage == 2 || stage == 7 ? kKeys : red;
   const int64_t floats = D * kBr + 2 * keys * Dvp + red * kBr + kBr * Dvp + 3 * kBr;
   const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
   float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
@@ -1283,14 +1398,17 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   const int R = opaque_r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t rep = 0; rep < reps; ++rep) {
-    const int64_t j0 = stage == 2 ? rep % (kKeys / kBc) * kBc : 0;
-    if (stage <= 3) gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
+    const int64_t j0 = stage == 2 || stage == 7 ? rep % (kKeys / kBc) * kBc : 0;
+    if (stage >= 6)
+      scores_softmax(s, k + j0 * Dvp, Dvp, k_col, Bn, D, R, R, Dvp);
+    else if (stage <= 3)
+      gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
     if (stage == 1 || stage == 2) softmax_block(s, Bn, R, R, Dvp);
     if (stage != 3) gemm(R, Dvp, Red, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
   }
   const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
   std::free(buf);
-  const double products = stage >= 3 ? 1.0 : 2.0;
+  const double products = stage == 3 || stage == 4 || stage == 5 ? 1.0 : 2.0;
   *flops = products * 2.0 * kBr * red * static_cast<double>(D) * static_cast<double>(reps);
   return dt.count();
 }

@@ -41,6 +41,8 @@ struct Vec {
     s = _mm_max_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // Whether a > b in any lane (false where either is NaN).
+  static inline bool any_greater(Reg a, Reg b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }
 
   // In-place transpose of an 8 x 8 block held as 8 rows.
   static inline void transpose(Reg r[8]) {

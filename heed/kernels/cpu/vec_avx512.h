@@ -34,6 +34,8 @@ struct Vec {
   static inline Reg fma(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static inline float hsum(Reg v) { return _mm512_reduce_add_ps(v); }
   static inline float hmax(Reg v) { return _mm512_reduce_max_ps(v); }
+  // Whether a > b in any lane (false where either is NaN).
+  static inline bool any_greater(Reg a, Reg b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
 
   // In-place transpose of a 16 x 16 block held as 16 rows.
   static inline void transpose(Reg r[16]) {

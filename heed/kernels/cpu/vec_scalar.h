@@ -26,6 +26,7 @@ struct Vec {
   static inline Reg fma(Reg a, Reg b, Reg c) { return a * b + c; }
   static inline float hsum(Reg v) { return v; }
   static inline float hmax(Reg v) { return v; }
+  static inline bool any_greater(Reg a, Reg b) { return a > b; }
   // s where lo <= j < hi, -inf elsewhere.
   static inline Reg keep_between(Reg s, Reg lo, Reg hi, Reg j) {
     return lo <= j && j < hi ? s : -__builtin_inff();
