@@ -174,6 +174,27 @@ inline Cover classify(const Ctx& c, const Rows& rows, int64_t j0, int64_t j1) {
 // strides, A(m, k) = a[m*am + k*ak], B read as vectors from rows at ldb (each row readable
 // up to N rounded up to kW), C rows at ldc with unit column stride (exact width N).
 
+// r[m][n] += sum over k of A(m, k) B(k, n-th vector): the register tile both micro-kernels
+// (tile, tile_softmax) run.
+template <int MR, int NV>
+[[gnu::always_inline]] inline void accumulate(int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
+                                              int64_t ldb, Reg (&r)[MR][NV]) {
+  // Unrolled twice: measured +2-5% over no unrolling and over unrolling 4 times.
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < K; ++k) {
+    Reg bv[NV];
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) bv[n] = V::load(b + k * ldb + n * kW);
+    const float* ap = a + k * ak;
+#pragma GCC unroll 16
+    for (int m = 0; m < MR; ++m) {
+      Reg av = V::set1(ap[m * am]);
+#pragma GCC unroll 16
+      for (int n = 0; n < NV; ++n) r[m][n] = V::fma(av, bv[n], r[m][n]);
+    }
+  }
+}
+
 template <int MR, int NV>
 void tile(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
           float* c, int64_t ldc, bool acc, int last) {
@@ -191,20 +212,7 @@ void tile(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int
         r[m][n] = V::load(cp);
     }
   }
-  // Unrolled twice: measured +2-5% over no unrolling and over unrolling 4 times.
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; ++k) {
-    Reg bv[NV];
-#pragma GCC unroll 16
-    for (int n = 0; n < NV; ++n) bv[n] = V::load(b + k * ldb + n * kW);
-    const float* ap = a + k * ak;
-#pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m) {
-      Reg av = V::set1(ap[m * am]);
-#pragma GCC unroll 16
-      for (int n = 0; n < NV; ++n) r[m][n] = V::fma(av, bv[n], r[m][n]);
-    }
-  }
+  accumulate<MR, NV>(K, a, am, ak, b, ldb, r);
 #pragma GCC unroll 16
   for (int m = 0; m < MR; ++m) {
 #pragma GCC unroll 16
@@ -666,19 +674,7 @@ void tile_softmax(int64_t K, const float* a, int64_t am, int64_t ak, const float
   for (int m = 0; m < MR; ++m)
 #pragma GCC unroll 16
     for (int n = 0; n < NV; ++n) r[m][n] = V::zero();
-#pragma GCC unroll 2
-  for (int64_t k = 0; k < K; ++k) {
-    Reg bv[NV];
-#pragma GCC unroll 16
-    for (int n = 0; n < NV; ++n) bv[n] = V::load(b + k * ldb + n * kW);
-    const float* ap = a + k * ak;
-#pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m) {
-      Reg av = V::set1(ap[m * am]);
-#pragma GCC unroll 16
-      for (int n = 0; n < NV; ++n) r[m][n] = V::fma(av, bv[n], r[m][n]);
-    }
-  }
+  accumulate<MR, NV>(K, a, am, ak, b, ldb, r);
   const Reg slack = V::set1(kMaxSlack);
 #pragma GCC unroll 16
   for (int n = 0; n < NV; ++n) {
