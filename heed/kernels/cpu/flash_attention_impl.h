@@ -585,6 +585,18 @@ void bf16_pv(const Ctx& c, FwdScratch& s, const float* vbase, int64_t j0, int64_
 // ---------------------------------------------------------------------------------------
 // Forward.
 
+// O rows [r0, r1) *= s.alpha[r] (rows whose alpha is 1 untouched): the running output
+// brought to a row's new reference max.
+void rescale_o_rows(FwdScratch& s, int r0, int r1, int64_t Dvp) {
+  for (int r = r0; r < r1; ++r) {
+    const float a = s.alpha[r];
+    if (a == 1.0f) continue;
+    const Reg av = V::set1(a);
+    float* orow = s.o + r * Dvp;
+    for (int64_t d = 0; d < Dvp; d += kW) V::store(orow + d, V::mul(V::load(orow + d), av));
+  }
+}
+
 // Online softmax over one block: st holds scores (log2 units), becomes weights exp2(s - m);
 // m, l are updated and the rows of o rescaled.
 void softmax_block(FwdScratch& s, int64_t Bn, int R, int Rp, int64_t Dvp) {
@@ -624,13 +636,7 @@ void softmax_block(FwdScratch& s, int64_t Bn, int R, int Rp, int64_t Dvp) {
     V::store(s.m + iv, mn);
     V::store(s.alpha + iv, al);
   }
-  for (int r = 0; r < R; ++r) {
-    const float a = s.alpha[r];
-    if (a == 1.0f) continue;
-    const Reg av = V::set1(a);
-    float* orow = s.o + r * Dvp;
-    for (int64_t d = 0; d < Dvp; d += kW) V::store(orow + d, V::mul(V::load(orow + d), av));
-  }
+  rescale_o_rows(s, 0, R, Dvp);
 }
 
 // Scores and online softmax in one pass, for a block every row sees whole (no mask inside
@@ -653,14 +659,8 @@ constexpr float kMaxSlack = 8.0f;
   V::store(s.m + v, mnew);
   V::store(s.l + v, V::mul(V::load(s.l + v), al));
   for (int64_t jj = 0; jj < keys_done; ++jj) V::store(s.st + jj * Rp + v, V::mul(V::load(s.st + jj * Rp + v), al));
-  float a[kW];
-  V::store(a, al);
-  for (int i = 0; i < kW && v + i < R; ++i) {
-    if (a[i] == 1.0f) continue;
-    const Reg ar = V::set1(a[i]);
-    float* orow = s.o + static_cast<int64_t>(v + i) * Dvp;
-    for (int64_t d = 0; d < Dvp; d += kW) V::store(orow + d, V::mul(V::load(orow + d), ar));
-  }
+  V::store(s.alpha + v, al);
+  rescale_o_rows(s, v, v + kW < R ? v + kW : R, Dvp);
   return mnew;
 }
 
@@ -765,7 +765,8 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
     const int64_t Bn = imin(kBc, jhi - j0);
     const Cover cover = classify(c, rows, j0, j0 + Bn);
     if (cover == Cover::kNone) continue;
-    bool weights_ready = false;  // st holds weights, m, l and O updated (scores_softmax)
+    // Scores and softmax in one pass (scores_softmax) for the f32 kernel's whole blocks.
+    const bool one_pass = !bf16 && !k_blas && cover == Cover::kFull && !c.sigmoid;
     // No software prefetch of the next block's K and V rows: the burst of prefetches
     // stalled on fill buffers; leaving it to the hardware prefetchers measured +3-15 % at
     // L >= 2048 and within noise at L = 512 (D = 64 and 128, one thread).
@@ -780,10 +781,9 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(Bn), Rp,
                   static_cast<int>(D), 1.0f, kbase + j0 * c.ks[2], static_cast<int>(c.ks[2]),
                   s.qt, Rp, 0.0f, s.st, Rp);
-    } else if (cover == Cover::kFull && !c.sigmoid) {
+    } else if (one_pass) {
       // A full block has no explicit mask, so its scores are in log2 units (c.log2_units).
       scores_softmax(s, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], Bn, D, R, Rp, Dvp);
-      weights_ready = true;
     } else if (cover == Cover::kPartial) {
       block_ranges(rows, j0, Bn, &ranges);
       gemm_cols(Bn, Rp, D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp,
@@ -794,7 +794,7 @@ void forward_rows(const Ctx& c, FwdScratch& s, int64_t b, int64_t kvh, int64_t k
     if (cover == Cover::kPartial) apply_masks(c, rows, b, j0, Bn, s.st);
     if (c.sigmoid)
       sigmoid_block(s.st, Bn, Rp);
-    else if (!weights_ready)
+    else if (!one_pass)
       softmax_block(s, Bn, R, Rp, Dvp);
     if (c.dropout) dropout_block(c, rows, b, j0, Bn, s.keep, s.st, nullptr, nullptr);
     // O [R, Dv] += P V, with P(r, jj) = st[jj*Rp + r]
@@ -1362,8 +1362,10 @@ void weights_impl(const FlashParams& p, const FlashWeightsRequest& req, FlashWor
 // repetitions took (set-up excluded) and their flops in *flops.
 double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   constexpr int64_t kKeys = 2048;
+  const bool streaming = stage == 2 || stage == 7, one_pass = stage >= 6;
+  const bool scores = stage <= 3 || one_pass, weights_v = stage != 3;  // which products run
   const int64_t red = stage == 5 ? 4 * kBc : kBc;  // keys per P V product
-  const int64_t Dvp = round_up(D, kW), keys = stage == 2 || stage == 7 ? kKeys : red;
+  const int64_t Dvp = round_up(D, kW), keys = streaming ? kKeys : red;
   const int64_t floats = D * kBr + 2 * keys * Dvp + red * kBr + kBr * Dvp + 3 * kBr;
   const size_t bytes = static_cast<size_t>(round_up(floats * 4, 64));
   float* buf = static_cast<float*>(std::aligned_alloc(64, bytes));
@@ -1394,17 +1396,17 @@ double block_probe_impl(int64_t D, int64_t reps, int stage, double* flops) {
   const int R = opaque_r;
   const auto t0 = std::chrono::steady_clock::now();
   for (int64_t rep = 0; rep < reps; ++rep) {
-    const int64_t j0 = stage == 2 || stage == 7 ? rep % (kKeys / kBc) * kBc : 0;
-    if (stage >= 6)
+    const int64_t j0 = streaming ? rep % (kKeys / kBc) * kBc : 0;
+    if (one_pass)
       scores_softmax(s, k + j0 * Dvp, Dvp, k_col, Bn, D, R, R, Dvp);
-    else if (stage <= 3)
+    else if (scores)
       gemm(Bn, R, D, k + j0 * Dvp, Dvp, k_col, s.qt, R, s.st, R, false);
     if (stage == 1 || stage == 2) softmax_block(s, Bn, R, R, Dvp);
-    if (stage != 3) gemm(R, Dvp, Red, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
+    if (weights_v) gemm(R, Dvp, Red, s.st, 1, R, v + j0 * Dvp, Dvp, s.o, Dvp, true);
   }
   const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
   std::free(buf);
-  const double products = stage == 3 || stage == 4 || stage == 5 ? 1.0 : 2.0;
+  const double products = (scores ? 1.0 : 0.0) + (weights_v ? 1.0 : 0.0);
   *flops = products * 2.0 * kBr * red * static_cast<double>(D) * static_cast<double>(reps);
   return dt.count();
 }

@@ -12,6 +12,8 @@
 
 #include <cmath>
 
+#include "heed/kernels/cpu/vec_avx512.h"  // lanes(): the mask of a row's tail
+
 namespace heed::kernels::cpu {
 
 namespace avx512 {
@@ -41,9 +43,6 @@ inline __m512 exp16(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// Mask of the first `rest` lanes (rest < 16) for the tail of a row.
-inline __mmask16 tail_mask(int64_t rest) { return static_cast<__mmask16>((1u << rest) - 1); }
-
 // The low and high eight floats of a vector.
 inline __m256 low8(__m512 v) { return _mm512_castps512_ps256(v); }
 inline __m256 high8(__m512 v) { return _mm512_castps512_ps256(_mm512_shuffle_f32x4(v, v, _MM_SHUFFLE(3, 2, 3, 2))); }
@@ -61,7 +60,7 @@ inline float row_max(const float* x, int64_t n) {
   __m512 m = neg_inf;
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) m = _mm512_max_ps(_mm512_loadu_ps(x + i), m);
-  if (i < n) m = _mm512_max_ps(_mm512_mask_loadu_ps(neg_inf, tail_mask(n - i), x + i), m);
+  if (i < n) m = _mm512_max_ps(_mm512_mask_loadu_ps(neg_inf, lanes(n - i), x + i), m);
   return _mm512_reduce_max_ps(m);
 }
 
@@ -70,7 +69,7 @@ inline float row_max(const float* x, int64_t n) {
 void exp_row(const float* x, float* y, int64_t n) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, exp16(_mm512_loadu_ps(x + i)));
-  if (i < n) _mm512_mask_storeu_ps(y + i, tail_mask(n - i), exp16(_mm512_maskz_loadu_ps(tail_mask(n - i), x + i)));
+  if (i < n) _mm512_mask_storeu_ps(y + i, lanes(n - i), exp16(_mm512_maskz_loadu_ps(lanes(n - i), x + i)));
 }
 
 void softmax_row(const float* x, float* y, int64_t n, bool log) {
@@ -87,7 +86,7 @@ void softmax_row(const float* x, float* y, int64_t n, bool log) {
     if (!log) _mm512_storeu_ps(y + i, e);
     add_pd(lo, hi, e);
   }
-  const __mmask16 tail = i < n ? tail_mask(n - i) : 0;
+  const __mmask16 tail = i < n ? lanes(n - i) : 0;
   if (tail) {
     const __m512 e = _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vm)));
     if (!log) _mm512_mask_storeu_ps(y + i, tail, e);
@@ -110,7 +109,7 @@ void softmax_row(const float* x, float* y, int64_t n, bool log) {
 void softmax_backward_row(const float* y, const float* g, float* gx, int64_t n, bool log) {
   __m512d lo = _mm512_setzero_pd(), hi = _mm512_setzero_pd();
   int64_t i = 0;
-  const __mmask16 tail = n % 16 ? tail_mask(n % 16) : 0;
+  const __mmask16 tail = n % 16 ? lanes(n % 16) : 0;
   const int64_t body = n - n % 16;
   if (log) {
     // g_x = g - exp(y) * sum(g); zero for an all -inf row (no dependence on x).
@@ -155,7 +154,7 @@ RowStats logsumexp_row(const float* x, int64_t n) {
     add_pd(xlo, xhi, v);
   }
   if (i < n) {
-    const __mmask16 tail = tail_mask(n - i);
+    const __mmask16 tail = lanes(n - i);
     const __m512 v = _mm512_maskz_loadu_ps(tail, x + i);
     add_pd(slo, shi, _mm512_maskz_mov_ps(tail, exp16(_mm512_sub_ps(v, vm))));
     add_pd(xlo, xhi, v);
@@ -171,7 +170,7 @@ void softmax_minus_row(const float* x, float max, float log_sum, float k, float 
     _mm512_storeu_ps(g + i, _mm512_mul_ps(vk, _mm512_sub_ps(p, voff)));
   }
   if (i < n) {
-    const __mmask16 tail = tail_mask(n - i);
+    const __mmask16 tail = lanes(n - i);
     const __m512 p = exp16(_mm512_sub_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, x + i), vm), ls));
     _mm512_mask_storeu_ps(g + i, tail, _mm512_mul_ps(vk, _mm512_sub_ps(p, voff)));
   }

@@ -13,6 +13,11 @@
 
 namespace heed::kernels::cpu::avx512 {
 
+// The first min(max(w, 0), 16) lanes: a tail of w elements from here.
+inline __mmask16 lanes(int64_t w) {
+  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
+}
+
 struct Vec {
   using Reg = __m512;
   static constexpr int kWidth = 16;
@@ -21,10 +26,9 @@ struct Vec {
   static inline Reg set1(float x) { return _mm512_set1_ps(x); }
   static inline Reg load(const float* p) { return _mm512_loadu_ps(p); }
   static inline void store(float* p, Reg v) { _mm512_storeu_ps(p, v); }
-  static inline __mmask16 tail_mask(int n) { return static_cast<__mmask16>((1u << n) - 1u); }
   // The first n lanes (0 < n <= 16) from p, zeros elsewhere; nothing beyond p + n is read.
-  static inline Reg load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(tail_mask(n), p); }
-  static inline void store_n(float* p, Reg v, int n) { _mm512_mask_storeu_ps(p, tail_mask(n), v); }
+  static inline Reg load_n(const float* p, int n) { return _mm512_maskz_loadu_ps(lanes(n), p); }
+  static inline void store_n(float* p, Reg v, int n) { _mm512_mask_storeu_ps(p, lanes(n), v); }
   static inline Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
   static inline Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
   static inline Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
@@ -101,12 +105,7 @@ struct Vec {
   }
 };
 
-// Free helpers shared by the AVX-512 kernels (attention, packed and AMX GEMMs).
-
-// The first min(max(w, 0), 16) lanes: a tail of w elements from here.
-inline __mmask16 lanes(int64_t w) {
-  return w >= 16 ? __mmask16(0xFFFF) : w <= 0 ? __mmask16(0) : __mmask16((1u << w) - 1);
-}
+// Free helpers shared by the AVX-512 kernels (attention, packed and AMX GEMMs; lanes() above).
 
 // 32 bf16 (round to nearest even) from lo (elements 0-15) and hi (16-31), in order.
 inline __m512i bf16_of(__m512 lo, __m512 hi) { return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)); }
