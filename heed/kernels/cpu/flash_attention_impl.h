@@ -174,8 +174,8 @@ inline Cover classify(const Ctx& c, const Rows& rows, int64_t j0, int64_t j1) {
 // strides, A(m, k) = a[m*am + k*ak], B read as vectors from rows at ldb (each row readable
 // up to N rounded up to kW), C rows at ldc with unit column stride (exact width N).
 
-// r[m][n] += sum over k of A(m, k) B(k, n-th vector): the register tile both micro-kernels
-// (tile, tile_softmax) run.
+// r[m][n] += sum over k of A(m, k) B(k, n-th vector): the register tile every micro-kernel
+// (tile, tile_epi) runs.
 template <int MR, int NV>
 [[gnu::always_inline]] inline void accumulate(int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
                                               int64_t ldb, Reg (&r)[MR][NV]) {
@@ -261,6 +261,59 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* a, int64_t am, int64_t a
         tile<Cfg::kMr, Cfg::kNv>(K, ap, am, ak, b + n0, ldb, cp, ldc, acc, last);
       else
         tile_any<Cfg::kMr>(mr, nv, K, ap, am, ak, b + n0, ldb, cp, ldc, acc, last);
+    }
+  }
+}
+
+// C[M, N] = A B (N a multiple of kW) tile by tile as gemm() does, except that each tile's
+// registers go to an epilogue instead of memory: epi.template take<MR, NV>(r, m0, v0) gets
+// rows [m0, m0 + MR) and columns [v0, v0 + NV kW) of the product. Block products whose
+// result is turned into something else at once (scores into weights, dP into dS) run this
+// way, so the product is never stored and read back for a separate elementwise pass.
+template <int MR, int NV, class Epi>
+void tile_epi(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb, Epi& epi,
+              int64_t m0, int v0) {
+  Reg r[MR][NV];
+#pragma GCC unroll 16
+  for (int m = 0; m < MR; ++m)
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) r[m][n] = V::zero();
+  accumulate<MR, NV>(K, a, am, ak, b, ldb, r);
+  epi.template take<MR, NV>(r, m0, v0);
+}
+
+template <int MR, int NV, class Epi>
+void tile_epi_nv(int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
+                 Epi& epi, int64_t m0, int v0) {
+  if (nv == NV) {
+    tile_epi<MR, NV>(K, a, am, ak, b, ldb, epi, m0, v0);
+  } else if constexpr (NV > 1) {
+    tile_epi_nv<MR, NV - 1>(nv, K, a, am, ak, b, ldb, epi, m0, v0);
+  }
+}
+
+template <int MR, class Epi>
+void tile_epi_any(int mr, int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
+                  int64_t ldb, Epi& epi, int64_t m0, int v0) {
+  if (mr == MR) {
+    tile_epi_nv<MR, Cfg::kNv>(nv, K, a, am, ak, b, ldb, epi, m0, v0);
+  } else if constexpr (MR > 1) {
+    tile_epi_any<MR - 1>(mr, nv, K, a, am, ak, b, ldb, epi, m0, v0);
+  }
+}
+
+template <class Epi>
+void gemm_epi(int64_t M, int N, int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
+              int64_t ldb, Epi& epi) {
+  constexpr int kNb = Cfg::kNv * kW;
+  for (int v0 = 0; v0 < N; v0 += kNb) {
+    const int nv = (N - v0) / kW < Cfg::kNv ? (N - v0) / kW : Cfg::kNv;
+    for (int64_t m0 = 0; m0 < M; m0 += Cfg::kMr) {
+      const int mr = static_cast<int>(imin(Cfg::kMr, M - m0));
+      if (mr == Cfg::kMr && nv == Cfg::kNv)
+        tile_epi<Cfg::kMr, Cfg::kNv>(K, a + m0 * am, am, ak, b + v0, ldb, epi, m0, v0);
+      else
+        tile_epi_any<Cfg::kMr>(mr, nv, K, a + m0 * am, am, ak, b + v0, ldb, epi, m0, v0);
     }
   }
 }
@@ -664,69 +717,41 @@ constexpr float kMaxSlack = 8.0f;
   return mnew;
 }
 
-// One tile of scores_softmax: keys [j, j + MR) of the block (K rows at a, as tile()'s A)
-// against rows [v0, v0 + NV kW) (Q^T columns at b, as tile()'s B).
-template <int MR, int NV>
-void tile_softmax(int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
-                  FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
-  Reg r[MR][NV];
+// The epilogue of scores_softmax: keys [j, j + MR) of the block against rows
+// [v0, v0 + NV kW), turned into weights in place of storing the scores.
+struct SoftmaxEpi {
+  FwdScratch& s;
+  int R, Rp;
+  int64_t Dvp;
+  template <int MR, int NV>
+  [[gnu::always_inline]] void take(Reg (&r)[MR][NV], int64_t j, int v0) {
+    const Reg slack = V::set1(kMaxSlack);
 #pragma GCC unroll 16
-  for (int m = 0; m < MR; ++m)
+    for (int n = 0; n < NV; ++n) {
+      const int v = v0 + n * kW;
+      Reg mref = V::load(s.m + v);
+      Reg tmax = r[0][n];
 #pragma GCC unroll 16
-    for (int n = 0; n < NV; ++n) r[m][n] = V::zero();
-  accumulate<MR, NV>(K, a, am, ak, b, ldb, r);
-  const Reg slack = V::set1(kMaxSlack);
+      for (int m = 1; m < MR; ++m) tmax = V::max(tmax, r[m][n]);
+      if (V::any_greater(tmax, V::add(mref, slack))) mref = raise_max(s, v, R, Rp, Dvp, tmax, j);
+      Reg sum = V::zero();
 #pragma GCC unroll 16
-  for (int n = 0; n < NV; ++n) {
-    const int v = v0 + n * kW;
-    Reg mref = V::load(s.m + v);
-    Reg tmax = r[0][n];
-#pragma GCC unroll 16
-    for (int m = 1; m < MR; ++m) tmax = V::max(tmax, r[m][n]);
-    if (V::any_greater(tmax, V::add(mref, slack))) mref = raise_max(s, v, R, Rp, Dvp, tmax, j);
-    Reg sum = V::zero();
-#pragma GCC unroll 16
-    for (int m = 0; m < MR; ++m) {
-      const Reg p = V::exp2_nonpositive(V::sub(r[m][n], mref));
-      V::store(s.st + (j + m) * Rp + v, p);
-      sum = V::add(sum, p);
+      for (int m = 0; m < MR; ++m) {
+        const Reg p = V::exp2_nonpositive(V::sub(r[m][n], mref));
+        V::store(s.st + (j + m) * Rp + v, p);
+        sum = V::add(sum, p);
+      }
+      V::store(s.l + v, V::add(V::load(s.l + v), sum));
     }
-    V::store(s.l + v, V::add(V::load(s.l + v), sum));
   }
-}
-
-template <int MR, int NV>
-void tile_softmax_nv(int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b, int64_t ldb,
-                     FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
-  if (nv == NV) {
-    tile_softmax<MR, NV>(K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
-  } else if constexpr (NV > 1) {
-    tile_softmax_nv<MR, NV - 1>(nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
-  }
-}
-
-template <int MR>
-void tile_softmax_any(int mr, int nv, int64_t K, const float* a, int64_t am, int64_t ak, const float* b,
-                      int64_t ldb, FwdScratch& s, int64_t j, int v0, int R, int Rp, int64_t Dvp) {
-  if (mr == MR) {
-    tile_softmax_nv<MR, Cfg::kNv>(nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
-  } else if constexpr (MR > 1) {
-    tile_softmax_any<MR - 1>(mr, nv, K, a, am, ak, b, ldb, s, j, v0, R, Rp, Dvp);
-  }
-}
+};
 
 // Weights of a whole block of Bn keys (K rows from kblock, strides ks2 between keys and
 // ks3 within one) into s.st, with m, l and O updated: gemm() then softmax_block() in one pass.
 void scores_softmax(FwdScratch& s, const float* kblock, int64_t ks2, int64_t ks3, int64_t Bn, int64_t D, int R,
                     int Rp, int64_t Dvp) {
-  constexpr int kNb = Cfg::kNv * kW;
-  for (int v0 = 0; v0 < Rp; v0 += kNb) {
-    const int nv = (Rp - v0) / kW < Cfg::kNv ? (Rp - v0) / kW : Cfg::kNv;
-    for (int64_t m0 = 0; m0 < Bn; m0 += Cfg::kMr) {
-      const int mr = static_cast<int>(imin(Cfg::kMr, Bn - m0));
-      tile_softmax_any<Cfg::kMr>(mr, nv, D, kblock + m0 * ks2, ks2, ks3, s.qt + v0, Rp, s, m0, v0, R, Rp, Dvp);
-    }
-  }
+  SoftmaxEpi epi{s, R, Rp, Dvp};
+  gemm_epi(Bn, Rp, D, kblock, ks2, ks3, s.qt, Rp, epi);
 }
 
 // Attention of the block's rows (batch b, kv head kvh) over keys [kbeg, kend). part ==
@@ -1080,6 +1105,44 @@ void backward_pack(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, con
   }
 }
 
+// Epilogues of a whole block's products (no mask inside it, softmax, no dropout), the same
+// operations as weights_from_scores and backward_block's dS loop in the same order:
+// P^T = 2^(S^T - lse2) stored as S^T's tiles come out of K Q^T, and dS^T = P^T (dP^T - di)
+// as dP^T's come out of V dO^T.
+struct WeightsEpi {
+  float* st;
+  const float* lse2;
+  int Rp;
+  template <int MR, int NV>
+  [[gnu::always_inline]] void take(Reg (&r)[MR][NV], int64_t j, int v0) {
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) {
+      const Reg l2 = V::load(lse2 + v0 + n * kW);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) V::store(st + (j + m) * Rp + v0 + n * kW, V::exp2_nonpositive(V::sub(r[m][n], l2)));
+    }
+  }
+};
+
+struct DsEpi {
+  float* dst;
+  const float* pt;
+  const float* di;
+  int Rp;
+  template <int MR, int NV>
+  [[gnu::always_inline]] void take(Reg (&r)[MR][NV], int64_t j, int v0) {
+#pragma GCC unroll 16
+    for (int n = 0; n < NV; ++n) {
+      const Reg d = V::load(di + v0 + n * kW);
+#pragma GCC unroll 16
+      for (int m = 0; m < MR; ++m) {
+        const int64_t x = (j + m) * Rp + v0 + n * kW;
+        V::store(dst + x, V::mul(V::load(pt + x), V::sub(r[m][n], d)));
+      }
+    }
+  }
+};
+
 // Recomputes block [j0, j0 + Bn) for the packed rows: P^T into st, dS^T into dpt and,
 // with dropout, the dropped-out P^T into pdt. Returns the P^T that multiplies dO for dV.
 // Partial blocks only compute the rows each key tile can see (ranges, from block_ranges):
@@ -1090,18 +1153,30 @@ const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float*
   const Rows& rows = s.rows;
   const int Rp = rows.Rp;
   const bool partial = cover == Cover::kPartial;
-  if (partial)
+  // A whole softmax block without dropout turns S^T into P^T and dP^T into dS^T in the
+  // products' epilogues (WeightsEpi, DsEpi); the rest take separate passes.
+  const bool fused = cover == Cover::kFull && !c.sigmoid && !c.dropout;
+  if (partial) {
     gemm_cols(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp,
               ranges.row_lo, ranges.row_hi, -kInf);
-  else
+  } else if (fused) {
+    WeightsEpi epi{s.st, s.lse2, Rp};
+    gemm_epi(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, epi);
+  } else {
     gemm(Bn, Rp, c.D, kbase + j0 * c.ks[2], c.ks[2], c.ks[3], s.qt, Rp, s.st, Rp, false);
+  }
   if (partial) apply_masks(c, rows, b, j0, Bn, s.st);
-  weights_from_scores(c, s.st, s.lse2, Bn, Rp);
-  if (partial)
+  if (!fused) weights_from_scores(c, s.st, s.lse2, Bn, Rp);
+  if (partial) {
     gemm_cols(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp,
               ranges.row_lo, ranges.row_hi, 0.0f);
-  else
+  } else if (fused) {
+    DsEpi epi{s.dpt, s.st, s.di, Rp};
+    gemm_epi(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, epi);
+    return s.st;
+  } else {
     gemm(Bn, Rp, c.Dv, vbase + j0 * c.vs[2], c.vs[2], c.vs[3], s.dot, Rp, s.dpt, Rp, false);
+  }
   const float* pd = s.st;
   if (c.dropout) {
     dropout_block(c, rows, b, j0, Bn, s.keep, s.st, s.pdt, s.dpt);
@@ -1248,6 +1323,21 @@ void mask_grad_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t mb, i
   }
 }
 
+// sum over d < n of a[d*sa] * b[d*sb]; unit-stride rows in vector partial sums (summed in
+// order, the scalar loop would wait on each add's latency: 4 % of a causal L = 512
+// forward+backward was spent there).
+inline float row_dot(const float* a, int64_t sa, const float* b, int64_t sb, int64_t n) {
+  float acc = 0.0f;
+  int64_t d = 0;
+  if (sa == 1 && sb == 1 && n >= kW) {
+    Reg v = V::zero();
+    for (; d + kW <= n; d += kW) v = V::fma(V::load(a + d), V::load(b + d), v);
+    acc = V::hsum(v);
+  }
+  for (; d < n; ++d) acc += a[d * sa] * b[d * sb];
+  return acc;
+}
+
 void backward_impl(const FlashParams& p, const FlashGrads& grads, FlashWorkspace& ws) {
   const Ctx c = make_ctx(p);
   const GradCtx g = make_grad_ctx(grads);
@@ -1273,9 +1363,7 @@ void backward_impl(const FlashParams& p, const FlashGrads& grads, FlashWorkspace
         for (int64_t i = 0; i < c.T; ++i) {
           const float* go = g.dout + b * g.dos[0] + h * g.dos[1] + i * g.dos[2];
           const float* o = c.o + b * c.os[0] + h * c.os[1] + i * c.os[2];
-          float acc = 0.0f;
-          for (int64_t d = 0; d < c.Dv; ++d) acc += go[d * g.dos[3]] * o[d * c.os[3]];
-          di_all[bh * c.T + i] = acc;
+          di_all[bh * c.T + i] = row_dot(go, g.dos[3], o, c.os[3], c.Dv);
         }
       }
     }
