@@ -514,6 +514,13 @@ void sigmoid_block(float* st, int64_t Bn, int Rp) {
   }
 }
 
+// The two elementwise steps of the backward, written once for the separate passes below and
+// the products' epilogues (WeightsEpi, DsEpi), which must give the same bits:
+// P = 2^(z - lse2) from a score in log2 units and the saved log2-sum-exp, and
+// dS = P (dP - D_i) with D_i = rowsum(dO * O).
+inline Reg weight_from_lse(Reg z, Reg lse2) { return V::exp2_nonpositive(V::sub(z, lse2)); }
+inline Reg score_grad(Reg p, Reg dp, Reg di) { return V::mul(p, V::sub(dp, di)); }
+
 // Scores -> weights in place, block [Bn, Rp]: sigmoid, or P = 2^(z - lse2) with the saved
 // per-row log2-sum-exp (backward and weights-from-lse both recompute P this way).
 void weights_from_scores(const Ctx& c, float* st, const float* lse2, int64_t Bn, int Rp) {
@@ -525,7 +532,7 @@ void weights_from_scores(const Ctx& c, float* st, const float* lse2, int64_t Bn,
     const Reg l2 = V::load(lse2 + iv);
     for (int64_t jj = 0; jj < Bn; ++jj) {
       float* p = st + jj * Rp + iv;
-      V::store(p, V::exp2_nonpositive(V::sub(V::load(p), l2)));
+      V::store(p, weight_from_lse(V::load(p), l2));
     }
   }
 }
@@ -1105,8 +1112,8 @@ void backward_pack(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, con
   }
 }
 
-// Epilogues of a whole block's products (no mask inside it, softmax, no dropout), the same
-// operations as weights_from_scores and backward_block's dS loop in the same order:
+// Epilogues of a whole block's products (no mask inside it, softmax, no dropout): the steps
+// of weights_from_scores and backward_block's dS loop (weight_from_lse, score_grad):
 // P^T = 2^(S^T - lse2) stored as S^T's tiles come out of K Q^T, and dS^T = P^T (dP^T - di)
 // as dP^T's come out of V dO^T.
 struct WeightsEpi {
@@ -1119,7 +1126,7 @@ struct WeightsEpi {
     for (int n = 0; n < NV; ++n) {
       const Reg l2 = V::load(lse2 + v0 + n * kW);
 #pragma GCC unroll 16
-      for (int m = 0; m < MR; ++m) V::store(st + (j + m) * Rp + v0 + n * kW, V::exp2_nonpositive(V::sub(r[m][n], l2)));
+      for (int m = 0; m < MR; ++m) V::store(st + (j + m) * Rp + v0 + n * kW, weight_from_lse(r[m][n], l2));
     }
   }
 };
@@ -1137,7 +1144,7 @@ struct DsEpi {
 #pragma GCC unroll 16
       for (int m = 0; m < MR; ++m) {
         const int64_t x = (j + m) * Rp + v0 + n * kW;
-        V::store(dst + x, V::mul(V::load(pt + x), V::sub(r[m][n], d)));
+        V::store(dst + x, score_grad(V::load(pt + x), r[m][n], d));
       }
     }
   }
@@ -1193,7 +1200,7 @@ const float* backward_block(const Ctx& c, BwdScratch& s, int64_t b, const float*
       const Reg di = V::load(s.di + iv);
       for (int64_t jj = 0; jj < Bn; ++jj) {
         const int64_t x = jj * Rp + iv;
-        V::store(s.dpt + x, V::mul(V::load(s.st + x), V::sub(V::load(s.dpt + x), di)));
+        V::store(s.dpt + x, score_grad(V::load(s.st + x), V::load(s.dpt + x), di));
       }
     }
   }
