@@ -80,6 +80,10 @@ class TransformerSeq2Seq : public nn::Module {
   Tensor decode_step(const Tensor& tokens, Seq2SeqDecodeState& state) const;
 
   const TransformerSeq2SeqOptions& options() const { return options_; }
+  // The stacks, e.g. to capture attention weights of chosen layers and heads
+  // (encoder().layer(i).self_attention().capture_weights(...)).
+  nn::TransformerEncoder& encoder() { return *encoder_; }
+  nn::TransformerDecoder& decoder() { return *decoder_; }
 
  private:
   // Token embeddings (scaled), plus positions, then dropout: ids [B, T] -> [B, T, C].

@@ -143,6 +143,17 @@ MultiHeadAttention::MultiHeadAttention(const MultiHeadAttentionOptions& o) : opt
 
 AttentionOutput MultiHeadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
                                             const AttentionMask& mask, bool need_weights) {
+  const WeightsSelection all;
+  return forward_impl(query, key, value, mask, need_weights ? &all : nullptr);
+}
+
+AttentionOutput MultiHeadAttention::forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                                            const AttentionMask& mask, const WeightsSelection& weights) {
+  return forward_impl(query, key, value, mask, &weights);
+}
+
+AttentionOutput MultiHeadAttention::forward_impl(const Tensor& query, const Tensor& key, const Tensor& value,
+                                                 const AttentionMask& mask, const WeightsSelection* weights) {
   const char* op = "MultiHeadAttention";
   check_sequences(query, key, value, op);
   const int64_t c = options_.embed_dim, kv_width = kv_heads_ * head_dim_;
@@ -176,7 +187,10 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& query, const Tensor& k
 
   AttentionOptions o;
   o.mask = mask;
-  o.need_weights = need_weights;
+  o.need_weights = weights != nullptr;
+  if (weights != nullptr) o.weights_selection = *weights;
+  o.path = options_.path;
+  o.precision = options_.precision;
   o.training = training() && options_.dropout > 0;
   if (o.training) {
     o.dropout_p = options_.dropout;
@@ -187,7 +201,7 @@ AttentionOutput MultiHeadAttention::forward(const Tensor& query, const Tensor& k
   Tensor merged = reshape(permute(r.out, {0, 2, 1, 3}), {b, t, c});  // [B, H, T, D] -> [B, T, C]
   AttentionOutput out;
   out.out = out_proj_->forward(merged);  // [B, T, C]
-  out.weights = r.weights;               // [B, H, T, S] when need_weights
+  out.weights = r.weights;               // [B, heads, rows, S] when asked for
   return out;
 }
 

@@ -110,6 +110,8 @@ struct MultiHeadAttentionOptions {
   bool bias = true;                     // biases on the input and output projections
   double dropout = 0.0;                 // on the attention weights, in training mode only
   uint64_t seed = 0;                    // initialisation and dropout
+  AttentionPath path = AttentionPath::kAuto;            // kAuto: the fused kernel where it applies
+  AttentionPrecision precision = AttentionPrecision::kF32;  // kBF16: bf16 products in the fused kernel
 };
 
 // Multi-head scaled dot-product attention (Vaswani et al. 2017) with optional grouped-query
@@ -132,6 +134,11 @@ class MultiHeadAttention : public Module {
   // (a rank-3 mask is [H, T, S]; padding is AttentionMask::key_lengths).
   AttentionOutput forward(const Tensor& query, const Tensor& key, const Tensor& value,
                           const AttentionMask& mask = {}, bool need_weights = false);
+  // As above, returning only the weights of the chosen heads and query rows, [B, heads,
+  // rows, S]: on the fused path they are recomputed from its saved log-sum-exp and the rest
+  // of the [B, H, T, S] matrix is never built.
+  AttentionOutput forward(const Tensor& query, const Tensor& key, const Tensor& value,
+                          const AttentionMask& mask, const WeightsSelection& weights);
 
   bool packed() const { return packed_; }
   int64_t head_dim() const { return head_dim_; }
@@ -145,6 +152,9 @@ class MultiHeadAttention : public Module {
   Tensor in_proj_weight_, q_proj_weight_, k_proj_weight_, v_proj_weight_, in_proj_bias_;
   std::shared_ptr<Linear> out_proj_;
   uint64_t dropout_step_ = 0;
+
+  AttentionOutput forward_impl(const Tensor& query, const Tensor& key, const Tensor& value,
+                               const AttentionMask& mask, const WeightsSelection* weights);
 };
 
 }  // namespace heed::nn

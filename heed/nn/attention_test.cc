@@ -10,6 +10,7 @@
 #include <string>
 
 #include "heed/heed.h"
+#include "heed/kernels/cpu/flash_attention.h"
 #include "heed/kernels/ref/attention_ref_composed.h"
 #include "heed/testing/numerics.h"
 
@@ -20,6 +21,7 @@ using kernels::ref::composed_attention_ref;
 using kernels::ref::ComposedAttentionRef;
 using kernels::ref::RefScore;
 using testing::all_close;
+using testing::graph_has;
 using testing::bitwise_equal;
 using testing::kReduction;
 
@@ -286,6 +288,35 @@ TEST(MultiHeadAttention, DropoutOnlyInTrainingSeededAndStepped) {
   EXPECT_FALSE(bitwise_equal(y0, y1));
   sdpa.eval();
   EXPECT_TRUE(bitwise_equal(sdpa.forward(q, kv, kv).out, ScaledDotProductAttention().forward(q, kv, kv).out));
+}
+
+TEST(MultiHeadAttention, PathPrecisionAndChosenWeights) {
+  MultiHeadAttentionOptions options{.embed_dim = 32, .num_heads = 4, .seed = 5};
+  MultiHeadAttention fused(options);
+  options.path = AttentionPath::kComposed;
+  MultiHeadAttention composed(options);
+  Tensor x = Tensor::randn({2, 37, 32}, 1);
+  x.requires_grad_();
+  AttentionMask mask{.key_lengths = Tensor::from_vector(std::vector<int64_t>{37, 30}, {2}), .causal = true};
+  EXPECT_TRUE(graph_has(fused.forward(x, x, x, mask).out, "fused_attention"));
+  AttentionOutput all = composed.forward(x, x, x, mask, true);  // [B, H, T, S]
+  EXPECT_FALSE(graph_has(all.out, "fused_attention"));
+
+  // Heads 2 and 1, query rows [4, 33): the same numbers as those of the full matrix.
+  const WeightsSelection pick{.heads = {2, 1}, .row_begin = 4, .row_end = 33};
+  AttentionOutput some = fused.forward(x, x, x, mask, pick);
+  ASSERT_EQ(some.weights.shape(), (Shape{2, 2, 29, 37}));
+  Tensor expected = contiguous(slice(index_select(all.weights, 1, Tensor::from_vector(std::vector<int64_t>{2, 1}, {2})),
+                                     2, 4, 33));
+  EXPECT_TRUE(all_close(some.weights, expected, kReduction));
+  EXPECT_TRUE(all_close(some.out, all.out, kReduction));
+
+  options.path = AttentionPath::kAuto;
+  options.precision = AttentionPrecision::kBF16;
+  MultiHeadAttention bf16(options);
+  Tensor y = bf16.forward(x, x, x, mask).out;
+  EXPECT_TRUE(all_close(y, all.out, {3e-2, 3e-2}));
+  if (kernels::cpu::cpu_has_avx512_bf16()) EXPECT_FALSE(bitwise_equal(y, fused.forward(x, x, x, mask).out));
 }
 
 TEST(MultiHeadAttention, ErrorsNameTheModuleAndTheShapes) {

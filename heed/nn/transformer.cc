@@ -96,9 +96,7 @@ Tensor TransformerAttention::forward_self(const Tensor& x, const AttentionMask& 
     q = apply_rotary(q, {.base = options_.rotary_base});
     k = apply_rotary(k, {.base = options_.rotary_base});
   }
-  AttentionOptions ao{.mask = mask, .dropout_p = options_.dropout, .dropout_seed = seed,
-                      .dropout_stream = options_.stream, .training = training()};
-  return merge_heads(attention(q, k, v, ao).out);  // [B, H, T, D] -> [B, T, C]
+  return merge_heads(attend(q, k, v, mask, seed));  // [B, H, T, D] -> [B, T, C]
 }
 
 Tensor TransformerAttention::forward_cross(const Tensor& x, const Tensor& memory, const AttentionMask& mask,
@@ -110,9 +108,20 @@ Tensor TransformerAttention::forward_cross(const Tensor& x, const Tensor& memory
   Tensor q = split_heads(project(x, 0, 1), 1)[0];       // [B, H, T, D]
   Tensor k = split_heads(project(memory, 1, 1), 1)[0];  // [B, H, S, D]
   Tensor v = split_heads(project(memory, 2, 1), 1)[0];
+  return merge_heads(attend(q, k, v, mask, seed));
+}
+
+Tensor TransformerAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask,
+                                    uint64_t seed) const {
   AttentionOptions ao{.mask = mask, .dropout_p = options_.dropout, .dropout_seed = seed,
                       .dropout_stream = options_.stream, .training = training()};
-  return merge_heads(attention(q, k, v, ao).out);
+  if (capture_) {
+    ao.need_weights = true;
+    ao.weights_selection = *capture_;
+  }
+  AttentionResult r = attention(q, k, v, ao);  // out [B, H, T, D]
+  if (capture_) captured_ = r.weights.detach();  // [B, heads, rows, S]
+  return r.out;
 }
 
 AttentionCache TransformerAttention::project_memory(const Tensor& memory) const {

@@ -8,12 +8,14 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "heed/nn/feed_forward.h"
 #include "heed/nn/layer_norm.h"
 #include "heed/nn/linear.h"
 #include "heed/nn/module.h"
+#include "heed/ops/attention.h"
 #include "heed/ops/attention_mask.h"
 
 namespace heed::nn {
@@ -69,7 +71,20 @@ class TransformerAttention : public Module {
   const Tensor& in_proj_bias() const { return in_proj_bias_; }      // [3C]
   const Linear& out_proj() const { return *out_proj_; }
 
+  // Inspection: while a selection is set, forward_self and forward_cross keep the weights of
+  // the chosen heads and query rows, [B, heads, rows, S] before dropout, from their latest
+  // call (incremental decoding records nothing). On the fused path they are recomputed from
+  // the kernel's saved log-sum-exp; the [B, H, T, S] matrix of the rest is never built.
+  // std::nullopt stops capturing and drops what was kept.
+  void capture_weights(std::optional<WeightsSelection> selection) {
+    capture_ = std::move(selection);
+    captured_ = Tensor();
+  }
+  const Tensor& captured_weights() const { return captured_; }
+
  private:
+  // attention() with this module's dropout and, when capturing, the chosen weights kept.
+  Tensor attend(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask, uint64_t seed) const;
   // [B, T, n*C] -> n tensors [B, H, T, D] (views).
   std::vector<Tensor> split_heads(const Tensor& x, int64_t n) const;
   // [B, H, T, D] -> out_proj([B, T, C]).
@@ -79,6 +94,8 @@ class TransformerAttention : public Module {
   TransformerAttentionOptions options_;
   Tensor in_proj_weight_, in_proj_bias_;
   std::shared_ptr<Linear> out_proj_;
+  std::optional<WeightsSelection> capture_;
+  mutable Tensor captured_;
 };
 
 // ---------------------------------------------------------------- layers
@@ -105,6 +122,7 @@ class TransformerEncoderLayer : public Module {
   explicit TransformerEncoderLayer(const TransformerLayerOptions& options);
   // x [B, S, C] -> [B, S, C]; mask over the keys (usually key_lengths).
   Tensor forward(const Tensor& x, const AttentionMask& mask, uint64_t seed) const;
+  TransformerAttention& self_attention() { return *self_attn_; }
 
  private:
   TransformerLayerOptions options_;
@@ -129,6 +147,8 @@ class TransformerDecoderLayer : public Module {
                         int64_t capacity) const;
   // Fills cache.cross_attn from memory [B, S, C].
   void start(const Tensor& memory, DecoderLayerCache& cache) const;
+  TransformerAttention& self_attention() { return *self_attn_; }
+  TransformerAttention& cross_attention() { return *multihead_attn_; }
 
  private:
   // forward_cached for one position (x [B, 1, C], f32), straight on the kernels: a handful
@@ -155,6 +175,8 @@ class TransformerEncoder : public Module {
  public:
   explicit TransformerEncoder(const TransformerStackOptions& options);
   Tensor forward(const Tensor& x, const AttentionMask& mask, uint64_t seed) const;  // [B, S, C]
+  int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
+  TransformerEncoderLayer& layer(int64_t i) { return *layers_.at(static_cast<size_t>(i)); }
 
  private:
   std::vector<std::shared_ptr<TransformerEncoderLayer>> layers_;
@@ -180,6 +202,7 @@ class TransformerDecoder : public Module {
   // The next positions x [B, T, C] given the cache; advances cache.length by T.
   Tensor forward_cached(const Tensor& x, DecoderCache& cache, const AttentionMask& memory_mask) const;
   int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
+  TransformerDecoderLayer& layer(int64_t i) { return *layers_.at(static_cast<size_t>(i)); }
 
  private:
   std::vector<std::shared_ptr<TransformerDecoderLayer>> layers_;

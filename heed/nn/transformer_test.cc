@@ -119,6 +119,54 @@ TEST(Transformer, DecoderLayerGradcheckInDouble) {
       inputs));
 }
 
+TEST(Transformer, CapturedWeightsOfChosenLayersHeadsAndRows) {
+  // One attention sublayer: what it keeps is softmax(q k^T / sqrt(D)) of its own projections.
+  TransformerAttention attn({.width = 16, .heads = 4, .seed = 3});
+  Tensor x = Tensor::randn({2, 9, 16}, 1);
+  const AttentionMask mask{.key_lengths = Tensor::from_vector(std::vector<int64_t>{9, 6}, {2})};
+  Tensor plain = attn.forward_self(x, mask, 0);
+  attn.capture_weights(WeightsSelection{.heads = {3, 1}, .row_begin = 2, .row_end = 7});
+  EXPECT_TRUE(testing::bitwise_equal(attn.forward_self(x, mask, 0), plain));
+  auto heads = [&](int64_t part) {  // [B, T, C] -> q, k or v [B, H, T, D]
+    Tensor w = slice(attn.in_proj_weight(), 0, part * 16, (part + 1) * 16);
+    Tensor b = slice(attn.in_proj_bias(), 0, part * 16, (part + 1) * 16);
+    return permute(reshape(linear(x, w, b), {2, 9, 4, 4}), {0, 2, 1, 3});
+  };
+  AttentionOptions o{.mask = mask, .need_weights = true, .path = AttentionPath::kComposed};
+  Tensor full = attention(heads(0), heads(1), heads(2), o).weights;  // [B, H, T, S]
+  Tensor expected =
+      contiguous(slice(index_select(full, 1, Tensor::from_vector(std::vector<int64_t>{3, 1}, {2})), 2, 2, 7));
+  EXPECT_TRUE(all_close(attn.captured_weights(), expected, kReduction));
+  attn.capture_weights(std::nullopt);
+  attn.forward_self(x, mask, 0);
+  EXPECT_FALSE(attn.captured_weights().defined());
+
+  // Stacks: only the chosen layer keeps weights (cross-attention: [B, heads, rows, S] over the
+  // memory), and the outputs do not change.
+  TransformerEncoder enc({.layers = 2, .layer = small_layer(true)});
+  TransformerDecoder dec({.layers = 2, .layer = small_layer(true)});
+  Tensor src = Tensor::randn({2, 5, 8}, 2), tgt = Tensor::randn({2, 4, 8}, 3);
+  const AttentionMask src_mask{.key_lengths = Tensor::from_vector(std::vector<int64_t>{5, 3}, {2})};
+  Tensor memory = enc.forward(src, src_mask, 0), out = dec.forward(tgt, memory, src_mask, 0);
+  enc.layer(1).self_attention().capture_weights(WeightsSelection{.heads = {0}});
+  dec.layer(0).cross_attention().capture_weights(WeightsSelection{.row_begin = 1, .row_end = 3});
+  EXPECT_TRUE(testing::bitwise_equal(enc.forward(src, src_mask, 0), memory));
+  EXPECT_TRUE(testing::bitwise_equal(dec.forward(tgt, memory, src_mask, 0), out));
+  EXPECT_FALSE(enc.layer(0).self_attention().captured_weights().defined());
+  EXPECT_EQ(enc.layer(1).self_attention().captured_weights().shape(), (Shape{2, 1, 5, 5}));
+  const Tensor& cross = dec.layer(0).cross_attention().captured_weights();
+  ASSERT_EQ(cross.shape(), (Shape{2, 2, 2, 5}));
+  const std::vector<float> w = cross.to_vector<float>();
+  for (int64_t row = 0; row < 8; ++row) {  // each row sums to 1 over the unpadded source positions
+    double total = 0;
+    for (int64_t j = 0; j < 5; ++j) total += w[static_cast<size_t>(row * 5 + j)];
+    EXPECT_NEAR(total, 1.0, 1e-5);
+    if (row >= 4)  // batch 1: source length 3
+      for (int64_t j = 3; j < 5; ++j) EXPECT_EQ(w[static_cast<size_t>(row * 5 + j)], 0.0f);
+  }
+  EXPECT_FALSE(dec.layer(0).self_attention().captured_weights().defined());
+}
+
 TEST(Transformer, DecoderIsCausal) {
   TransformerDecoder dec({.layers = 2, .layer = small_layer(true)});
   dec.eval();

@@ -3,6 +3,7 @@
 // and the weighted sum of values, all with grouped-query heads.
 #include "heed/ops/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -80,6 +81,31 @@ Tensor attention_dropout(const Tensor& weights, double p, uint64_t seed, uint64_
     return std::vector<Tensor>{apply(g.raw_contiguous())};
   });
   return out;
+}
+
+// heads within [0, Hq) and rows [row_begin, row_end) within [0, T] (row_end = -1: T).
+void check_weights_selection(const WeightsSelection& sel, const AttentionDims& dims, const char* op) {
+  for (int64_t h : sel.heads)
+    HEED_CHECK(0 <= h && h < dims.heads, op, ": weights_selection head ", h, " expected within [0, ", dims.heads,
+               ") (the query heads)");
+  const int64_t end = sel.row_end < 0 ? dims.q_len : sel.row_end;
+  HEED_CHECK(sel.row_end >= -1 && 0 <= sel.row_begin && sel.row_begin <= end && end <= dims.q_len, op,
+             ": weights_selection rows [", sel.row_begin, ", ", sel.row_end, ") expected within [0, ", dims.q_len,
+             "] (row_end = -1: to the last query row)");
+}
+
+// The chosen heads and rows of weights [B, Hq, T, S] -> [B, heads, rows, S] (a copy when
+// not everything is chosen).
+Tensor select_weights(const Tensor& weights, const WeightsSelection& sel) {
+  Tensor w = weights;
+  if (!sel.heads.empty()) {
+    Tensor index = Tensor::empty({static_cast<int64_t>(sel.heads.size())}, DType::kI64);
+    std::copy(sel.heads.begin(), sel.heads.end(), index.data<int64_t>());
+    w = index_select(w, 1, index);  // [B, Hq, T, S] -> [B, heads, T, S]
+  }
+  const int64_t end = sel.row_end < 0 ? w.size(2) : sel.row_end;
+  if (sel.row_begin != 0 || end != w.size(2)) w = contiguous(slice(w, 2, sel.row_begin, end));  // [B, heads, rows, S]
+  return w;
 }
 
 }  // namespace
@@ -228,6 +254,7 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
                " differ in head size (expected Dq == Dk)");
   const AttentionDims dims{q.size(0), q.size(1), q.size(2), k.size(2)};
   check_attention_mask(o.mask, dims, q.dtype(), "attention");
+  if (o.need_weights) check_weights_selection(o.weights_selection, dims, "attention");
   if (o.path != AttentionPath::kComposed) {
     const bool applies = fused_attention_applies(q, o);
     HEED_CHECK(applies || o.path == AttentionPath::kAuto, "attention: the fused path needs f32 q/k/v, a dot or "
@@ -245,7 +272,7 @@ AttentionResult attention(const Tensor& q, const Tensor& k, const Tensor& v, con
   if (o.training && o.dropout_p > 0)
     used = attention_dropout(weights, o.dropout_p, o.dropout_seed, o.dropout_stream);  // [B, Hq, T, S]
   r.out = grouped_weighted_sum(used, v);  // [B, Hq, T, Dv]
-  if (o.need_weights) r.weights = weights;
+  if (o.need_weights) r.weights = select_weights(weights, o.weights_selection);
   if (o.need_scores) r.scores = scores;
   return r;
 }

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "heed/ops/attention_mask.h"
 #include "heed/tensor/tensor.h"
@@ -37,6 +38,23 @@ struct ScoreParams {
 // an error where it does not apply.
 enum class AttentionPath : uint8_t { kAuto, kComposed, kFused };
 
+// Arithmetic of the fused path's two products, Q K^T and P V. kBF16: bf16 products with
+// f32 softmax and sums (AVX-512 BF16 dot products, or AMX tiles where usable), about 1.7x
+// the speed of f32 at some precision; a permission, not a demand: where the CPU lacks
+// AVX-512 BF16, and on the composed path, the products stay f32. The backward is f32.
+enum class AttentionPrecision : uint8_t { kF32, kBF16 };
+
+// Which weights need_weights returns: query heads `heads` (in the order given; empty: all
+// Hq) and query rows [row_begin, row_end) (row_end = -1: to T), for every batch entry. The
+// fused path recomputes exactly these from its saved log-sum-exp, so asking for one head's
+// rows of a long sequence costs that head's rows, not a [B, Hq, T, S] matrix; the composed
+// path slices them from its full matrix.
+struct WeightsSelection {
+  std::vector<int64_t> heads;
+  int64_t row_begin = 0;
+  int64_t row_end = -1;
+};
+
 struct AttentionOptions {
   AttentionScore score = AttentionScore::kScaledDot;
   ScoreParams params;
@@ -51,14 +69,16 @@ struct AttentionOptions {
   uint64_t dropout_seed = 0;
   uint64_t dropout_stream = 0;
   bool training = false;
-  bool need_weights = false;  // return the weights (before dropout)
+  bool need_weights = false;  // return the weights (before dropout) chosen by weights_selection
+  WeightsSelection weights_selection;
   bool need_scores = false;   // return the scores (scaled and softcapped, before the masks)
   AttentionPath path = AttentionPath::kAuto;
+  AttentionPrecision precision = AttentionPrecision::kF32;
 };
 
 struct AttentionResult {
   Tensor out;      // [B, Hq, T, Dv]
-  Tensor weights;  // [B, Hq, T, S] when need_weights: the probabilities before dropout
+  Tensor weights;  // [B, heads, rows, S] when need_weights (all: [B, Hq, T, S]): probabilities before dropout
   Tensor scores;   // [B, Hq, T, S] when need_scores
 };
 

@@ -56,6 +56,11 @@ struct FusedCall {
   Tensor additive;     // f32, the user's mask made contiguous in its own shape
 };
 
+// Whether AttentionPrecision::kBF16 can be honoured here (AVX-512 BF16 and the AVX-512 kernels).
+bool bf16_products_available() {
+  return kc::cpu_has_avx512_bf16() && kc::resolve_cpu_isa(kc::CpuIsa::kAuto) == kc::CpuIsa::kAvx512;
+}
+
 FusedCall make_call(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   FusedCall c;
   c.q = q.detach();
@@ -84,6 +89,8 @@ FusedCall make_call(const Tensor& q, const Tensor& k, const Tensor& v, const Att
                                                              : kc::AttentionWeighting::kSigmoid;
   if (o.training && o.dropout_p > 0)
     p.dropout = {static_cast<float>(o.dropout_p), o.dropout_seed, o.dropout_stream};
+  if (o.precision == AttentionPrecision::kBF16 && bf16_products_available())
+    p.precision = kc::FlashPrecision::kBF16;
 
   const AttentionMask& m = o.mask;
   if (m.key_lengths.defined()) {
@@ -126,13 +133,19 @@ AttentionResult fused_attention(const Tensor& q, const Tensor& k, const Tensor& 
   kc::flash_attention_forward(call->params);
   AttentionResult r;
   r.out = call->out.detach();
-  if (o.need_weights) {  // exact probabilities recomputed from the saved lse, every head and row
+  if (o.need_weights) {  // exact probabilities of the chosen heads and rows, recomputed from the saved lse
     const kc::FlashParams& p = call->params;
+    const WeightsSelection& sel = o.weights_selection;
+    std::vector<int64_t> chosen = sel.heads;
+    if (chosen.empty())
+      for (int64_t h = 0; h < p.q_heads; ++h) chosen.push_back(h);
     std::vector<kc::FlashHead> heads;
     for (int64_t bi = 0; bi < p.batch; ++bi)
-      for (int64_t h = 0; h < p.q_heads; ++h) heads.push_back({bi, h});
-    r.weights = Tensor::empty({p.batch, p.q_heads, p.q_len, p.kv_len});  // [B, Hq, T, S]
-    kc::flash_attention_weights(p, {.heads = heads, .row_begin = 0, .row_end = p.q_len,
+      for (int64_t h : chosen) heads.push_back({bi, h});
+    const int64_t row_end = sel.row_end < 0 ? p.q_len : sel.row_end;
+    const int64_t n_heads = static_cast<int64_t>(chosen.size());
+    r.weights = Tensor::empty({p.batch, n_heads, row_end - sel.row_begin, p.kv_len});  // [B, heads, rows, S]
+    kc::flash_attention_weights(p, {.heads = heads, .row_begin = sel.row_begin, .row_end = row_end,
                                     .weights = r.weights.data<float>()});
   }
   const bool mask_grad = o.mask.additive_mask.defined() && o.mask.additive_mask.requires_grad();

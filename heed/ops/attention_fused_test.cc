@@ -1,12 +1,16 @@
 // Fused vs composed attention through the op and autograd: values, weights and every
-// gradient, for each mask kind and combinations, odd sizes, GQA, sigmoid weighting,
-// fully masked rows and dropout with a fixed seed.
+// gradient, for each mask kind and combinations, odd sizes (1, 7, 33, 257, 1000), GQA,
+// sigmoid weighting, fully masked rows and dropout with a fixed seed; which path the default
+// takes, chosen weights, bf16 products.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include "heed/autograd/graph.h"
 #include "heed/heed.h"
+#include "heed/kernels/cpu/flash_attention.h"
 #include "heed/ops/attention.h"
 #include "heed/testing/numerics.h"
 
@@ -14,6 +18,7 @@ namespace heed {
 namespace {
 
 using testing::all_close;
+using testing::graph_has;
 using testing::kReduction;
 
 struct FusedCase {
@@ -99,7 +104,18 @@ INSTANTIATE_TEST_SUITE_P(
                       FusedCase{"gqa_long", 1, 8, 2, 1, 257, 64, 64, true, true},
                       FusedCase{"sigmoid", 2, 2, 2, 7, 33, 16, 16, true, true, false, false, true, 0, true},
                       FusedCase{"dropout", 2, 2, 1, 7, 33, 16, 16, true, true, false, false, false, 0, false, 0.25},
-                      FusedCase{"one", 1, 1, 1, 1, 1, 1, 1}),
+                      FusedCase{"one", 1, 1, 1, 1, 1, 1, 1},
+                      // Two and three mask kinds at once, with dropout and sigmoid weighting.
+                      FusedCase{"lengths_bool", 2, 2, 2, 7, 33, 16, 16, true, false, false, true},
+                      FusedCase{"causal_additive", 2, 2, 1, 33, 33, 8, 8, false, true, false, false, true},
+                      FusedCase{"lengths_window", 3, 2, 2, 20, 20, 16, 16, true, true, true},
+                      FusedCase{"window_bool_additive", 2, 4, 2, 33, 40, 16, 16, false, true, true, true, true},
+                      FusedCase{"offset_bool_dropout", 2, 2, 2, 5, 33, 16, 16, false, true, false, true, false, 28,
+                                false, 0.2},
+                      FusedCase{"sigmoid_window_bool", 2, 2, 2, 33, 33, 16, 16, false, true, true, true, false, 0,
+                                true},
+                      // 1,000 queries and keys: many whole and partial blocks, padding in batch 1.
+                      FusedCase{"long_1000", 2, 2, 1, 1000, 1000, 16, 16, true, true}),
     [](const ::testing::TestParamInfo<FusedCase>& info) { return std::string(info.param.name); });
 
 // An identity op whose backward notes the strides of the gradient it receives.
@@ -148,6 +164,85 @@ TEST(FusedAttention, AutoChoosesFusedAndExplicitFusedRejectsWhatItCannotDo) {
   o.path = AttentionPath::kFused;
   EXPECT_THROW(attention(q, k, v, o), Error);
   EXPECT_FALSE(fused_attention_applies(q.to(DType::kF64), {}));
+}
+
+TEST(FusedAttention, DefaultPathRunsTheFusedKernel) {
+  Tensor q = Tensor::randn({2, 2, 9, 8}, 1), k = Tensor::randn({2, 2, 11, 8}, 2), v = Tensor::randn({2, 2, 11, 8}, 3);
+  q.requires_grad_();
+  EXPECT_TRUE(graph_has(attention(q, k, v).out, "fused_attention"));
+  EXPECT_FALSE(graph_has(attention(q, k, v, {.path = AttentionPath::kComposed}).out, "fused_attention"));
+  AttentionOptions general;  // a score the kernel does not do: kAuto falls back to the composed ops
+  general.score = AttentionScore::kGeneral;
+  general.params.weight = Tensor::randn({8, 8}, 4);
+  EXPECT_FALSE(graph_has(attention(q, k, v, general).out, "fused_attention"));
+}
+
+// weights [B, Hq, T, S] -> the chosen heads and rows, by plain loops.
+Tensor pick(const Tensor& w, const std::vector<int64_t>& heads, int64_t r0, int64_t r1) {
+  const int64_t b = w.size(0), t = w.size(2), s = w.size(3), hq = w.size(1);
+  const std::vector<float> all = w.to_vector<float>();
+  std::vector<float> out;
+  for (int64_t bi = 0; bi < b; ++bi)
+    for (int64_t h : heads)
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = 0; j < s; ++j) out.push_back(all[static_cast<size_t>(((bi * hq + h) * t + i) * s + j)]);
+  return Tensor::from_vector(out, {b, static_cast<int64_t>(heads.size()), r1 - r0, s});
+}
+
+TEST(FusedAttention, SelectedWeightsAreThoseOfTheFullMatrix) {
+  // Awkward sizes, grouped heads, padding and causal masks; heads out of order.
+  const int64_t b = 2, hq = 4, hkv = 2, t = 37, s = 37, d = 16;
+  Tensor q = Tensor::randn({b, hq, t, d}, 1), k = Tensor::randn({b, hkv, s, d}, 2), v = Tensor::randn({b, hkv, s, d}, 3);
+  AttentionOptions o;
+  o.mask.key_lengths = Tensor::from_vector(std::vector<int64_t>{37, 20}, {b});
+  o.mask.causal = true;
+  o.need_weights = true;
+  o.path = AttentionPath::kComposed;
+  const Tensor full = attention(q, k, v, o).weights;  // [B, Hq, T, S]
+  o.weights_selection = {.heads = {3, 0}, .row_begin = 5, .row_end = 31};
+  const Tensor expected = pick(full, {3, 0}, 5, 31);
+  const Tensor composed = attention(q, k, v, o).weights;
+  EXPECT_EQ(composed.shape(), (Shape{b, 2, 26, s}));
+  EXPECT_TRUE(all_close(composed, expected, {0, 0}));
+  o.path = AttentionPath::kFused;
+  const Tensor fused = attention(q, k, v, o).weights;
+  EXPECT_EQ(fused.shape(), (Shape{b, 2, 26, s}));
+  EXPECT_TRUE(all_close(fused, expected, kReduction));
+  o.weights_selection = {.heads = {2}, .row_begin = 36};  // row_end -1: to T
+  EXPECT_TRUE(all_close(attention(q, k, v, o).weights, pick(full, {2}, 36, t), kReduction));
+
+  o.weights_selection = {.heads = {4}};
+  try {
+    attention(q, k, v, o);
+    ADD_FAILURE() << "head 4 of 4 accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("weights_selection head 4 expected within [0, 4)"), std::string::npos) << e.what();
+  }
+  o.weights_selection = {.row_begin = 30, .row_end = 38};
+  EXPECT_THROW(attention(q, k, v, o), Error);
+  o.weights_selection = {.row_begin = 30, .row_end = 29};
+  EXPECT_THROW(attention(q, k, v, o), Error);
+}
+
+TEST(FusedAttention, Bf16PrecisionIsNearF32AndOnlyOnTheFusedPath) {
+  const int64_t b = 2, h = 2, t = 65, s = 70, d = 64;
+  Tensor q = Tensor::randn({b, h, t, d}, 1), k = Tensor::randn({b, h, s, d}, 2), v = Tensor::randn({b, h, s, d}, 3);
+  q.requires_grad_();
+  const Tensor f32 = attention(q, k, v).out;
+  AttentionOptions o;
+  o.precision = AttentionPrecision::kBF16;
+  o.path = AttentionPath::kComposed;  // the composed ops ignore it: the same f32 result
+  EXPECT_TRUE(all_close(attention(q, k, v, o).out, attention(q, k, v, {.path = AttentionPath::kComposed}).out, {0, 0}));
+  if (!kernels::cpu::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 here: kBF16 falls back to f32";
+  o.path = AttentionPath::kAuto;
+  AttentionResult r = attention(q, k, v, o);
+  double worst = 0;
+  const std::vector<float> a = r.out.to_vector<float>(), e = f32.to_vector<float>();
+  for (size_t i = 0; i < a.size(); ++i) worst = std::max(worst, std::abs(static_cast<double>(a[i]) - e[i]));
+  EXPECT_GT(worst, 1e-5) << "bf16 products should differ from f32 somewhere";
+  EXPECT_LT(worst, 3e-2) << "bf16 products: 8 significant bits on unit-variance inputs";
+  sum(r.out).backward();  // the backward runs in f32 from the bf16 forward's out and lse
+  for (float x : q.grad().to_vector<float>()) ASSERT_TRUE(std::isfinite(x));
 }
 
 }  // namespace

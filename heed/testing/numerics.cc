@@ -2,6 +2,8 @@
 #include "heed/testing/numerics.h"
 
 #include <cmath>
+#include <memory>
+#include <set>
 #include <sstream>
 
 #include "heed/autograd/graph.h"
@@ -112,6 +114,19 @@ Tensor rand_param(const Shape& shape, uint64_t seed, DType dtype) {
                                            << ga[worst] << " numeric " << gn[worst];
   }
   return ::testing::AssertionSuccess();
+}
+
+bool graph_has(const Tensor& t, const std::string& name) {
+  std::vector<std::shared_ptr<autograd::Node>> stack{autograd::gradient_edge(t)};
+  std::set<const autograd::Node*> seen;
+  while (!stack.empty()) {
+    std::shared_ptr<autograd::Node> n = stack.back();
+    stack.pop_back();
+    if (n == nullptr || !seen.insert(n.get()).second) continue;
+    if (name == n->name()) return true;
+    for (const auto& next : n->next) stack.push_back(next);
+  }
+  return false;
 }
 
 }  // namespace heed::testing

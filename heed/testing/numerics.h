@@ -40,4 +40,7 @@ Tensor rand_param(const Shape& shape, uint64_t seed, DType dtype = DType::kF64);
 // operands of the raw-kernel tests.
 std::vector<float> uniform_floats(int64_t n, uint64_t seed);
 
+// Whether the autograd graph behind t holds an op recorded under `name` (which path ran).
+bool graph_has(const Tensor& t, const std::string& name);
+
 }  // namespace heed::testing
