@@ -92,10 +92,14 @@ def log(msg):
 # heed side
 
 
+def self_threaded(bench):
+    return "/threads:" in bench.get("run_name", bench["name"])
+
+
 def run_heed(binary, extra, threads_list, quiet_wait):
     """Runs the binary with --benchmark_format=json once per thread count (OMP_NUM_THREADS and
-    HEED_NUM_THREADS set), unless its results carry an omp_threads counter themselves, in which
-    case one run is enough. Returns (list of (threads, benchmark dict), context, commands)."""
+    HEED_NUM_THREADS set); benchmarks named with a threads:N argument set their threads
+    themselves and are kept from the first run only (if all are such, one run is enough). Returns (list of (threads, benchmark dict), context, commands)."""
     out, commands, context, others = [], [], {}, []
     meter = peerlib.CpuMeter()
     for t in threads_list:
@@ -113,8 +117,11 @@ def run_heed(binary, extra, threads_list, quiet_wait):
         doc = json.loads(proc.stdout)
         context = doc.get("context", {})
         benches = doc.get("benchmarks", [])
-        out += [(t, b) for b in benches]
-        if any("omp_threads" in b for b in benches):
+        # Benchmarks with a threads:N argument set their own threads (one run gives them all);
+        # the others (e.g. BM_Mha*) take OMP_NUM_THREADS and are run once per thread count.
+        first = t == threads_list[0]
+        out += [(t, b) for b in benches if first or not self_threaded(b)]
+        if all(self_threaded(b) for b in benches):
             break
     return out, context, commands, others
 
@@ -182,6 +189,8 @@ def heed_rows(pairs):
             if "flops" in b and abs(b["flops"] - flops) > 0.01 * flops:
                 note = f"heed reports {b['flops']:.4g} flops, convention gives {flops:.4g}"
                 log(f"warning: {name}: {note}")
+            row["peak_frac"] = b.get("peak_frac")      # of the FMA probe in the same binary
+            row["extra_mib"] = b.get("scratch_MiB")    # heed's workspace: all the extra memory it asks for
             for impl in peer:
                 r = dict(row, kind="attention", impl=impl, case=dict(case, impl=impl), flops=flops, note=note)
                 r["heed_rate"] = flops / secs
@@ -304,13 +313,16 @@ def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selfte
     lines += [f"- peer run: `{c}`" for c in peer_cmds]
     lines += ["", "Times are minima over repetitions on both sides. GFLOP/s use one convention for both: "
               "forward 4·B·H·L²·D (halved when causal), forward+backward 3.5x that; MultiheadAttention "
-              "adds its four C x C projections. Ratio = heed rate / torch rate (> 1: heed is faster).", ""]
+              "adds its four C x C projections. Ratio = heed rate / torch rate (> 1: heed is faster). "
+              "heed's % of FMA peak is its CPU-time rate over the FMA probe measured in the same binary; "
+              "extra MiB: heed's kernel workspace, torch's peak resident memory above its inputs.", ""]
     att = [r for r in rows if r["kind"] == "attention"]
     if att:
         lines += ["## Attention", "",
                   "| heed benchmark | B | H | L | D | causal | pass | threads | heed ms | heed GFLOP/s "
-                  "| torch peer | torch ms | torch GFLOP/s | heed / torch |",
-                  "|---|--:|--:|--:|--:|---|---|--:|--:|--:|---|--:|--:|--:|"]
+                  "| heed % of FMA peak | heed extra MiB | torch peer | torch ms | torch GFLOP/s "
+                  "| torch extra MiB | heed / torch |",
+                  "|---|--:|--:|--:|--:|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|"]
         for r in sorted(att, key=lambda r: (r["threads"], r["heed_name"], r["impl"])):
             c = r["case"]
             t_ms = r.get("torch_s") and r["torch_s"] * 1e3
@@ -320,8 +332,10 @@ def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selfte
             lines.append(
                 f"| {r['heed_name']} | {c['B']} | {c['H']} | {c['L']} | {c['D']} | {'yes' if c['causal'] else 'no'} "
                 f"| {'fwd+bwd' if c['pass'] == 'forward_backward' else 'fwd'} | {c['threads']} "
-                f"| {fmt(r['heed_s'] * 1e3, 2)} | {fmt(r['heed_rate'] / 1e9)} | {r['impl']} "
-                f"| {fmt(t_ms, 2)} | {fmt(t_rate and t_rate / 1e9)} | {ratio} |")
+                f"| {fmt(r['heed_s'] * 1e3, 2)} | {fmt(r['heed_rate'] / 1e9)} "
+                f"| {fmt(r.get('peak_frac') and 100 * r['peak_frac'])} | {fmt(r.get('extra_mib'), 2)} | {r['impl']} "
+                f"| {fmt(t_ms, 2)} | {fmt(t_rate and t_rate / 1e9)} "
+                f"| {fmt((r.get('torch') or {}).get('peak_extra_mib'))} | {ratio} |")
         notes = [f"- {r['heed_name']}: {r['note']}" for r in att if r.get("note")]
         skipped = [f"- torch {r['impl']} for {r['heed_name']}: {r['torch']['skipped']}"
                    for r in att if r.get("torch") and "skipped" in r["torch"]]

@@ -696,6 +696,31 @@ TEST(FlashAttention, OneAndTwoThreadsBitwiseIdentical) {
   omp_set_num_threads(saved);
 }
 
+// Extra memory is per-thread block scratch plus O(T) row statistics, never O(T x S), and a
+// repeated call reuses the workspace instead of asking for more.
+TEST(FlashAttention, WorkspaceStaysBlockSizedAndIsReused) {
+  Case c = mk("workspace", 4096, 4096, 64, 64);
+  c.B = 1;
+  c.Hq = c.Hkv = 2;
+  c.causal = true;
+  Problem pr(c);
+  FlashWorkspace ws;
+  pr.p.workspace = &ws;
+  flash_attention_forward(pr.p);
+  const size_t forward_bytes = ws.last_request();
+  flash_attention_backward(pr.p, pr.g);
+  const size_t held = ws.bytes();
+  const size_t scores_bytes = sizeof(float) * c.T * c.S;  // one head's score matrix: 64 MiB
+  const size_t row_stats = sizeof(float) * c.B * c.Hq * c.T;
+  const size_t bound = 2u * 1024 * 1024 * static_cast<size_t>(omp_get_max_threads()) + 4 * row_stats;
+  EXPECT_GT(forward_bytes, 0u);
+  EXPECT_LE(held, bound) << "workspace " << held << " bytes; one score matrix would be " << scores_bytes;
+  EXPECT_LT(held * 16, scores_bytes);
+  flash_attention_forward(pr.p);
+  flash_attention_backward(pr.p, pr.g);
+  EXPECT_EQ(ws.bytes(), held) << "a repeated call asked for more memory";
+}
+
 // The micro-kernel path and the cblas_sgemm path agree.
 TEST(FlashAttention, BlasBlockProductsMatchReference) {
   Case c = mk("blas", 100, 130, 64, 64);
