@@ -6,6 +6,7 @@
 #   scripts/train_ensemble.sh configs/g2p-2h-ens.toml            # seeds 11 12 13 14, 2 lanes
 #   SEEDS="1 2" LANES=1 scripts/train_ensemble.sh CONFIG
 #   HEED=path/to/heed EVAL_ARGS="--split validation --beam 1" ...   (other binary, evaluation)
+#   CHECKPOINT=last ...   (the members' final checkpoints instead of their validation-best)
 #
 # Member k is trained with [train] seed = SEEDS[k] in <run_dir>/seed-<seed>/ (its config is
 # written there); lane i trains members i, i + LANES, ... one after another. Logs go to
@@ -19,6 +20,7 @@ SEEDS=(${SEEDS:-11 12 13 14})
 LANES="${LANES:-2}"
 HEED="${HEED:-build/heed}"
 EVAL_ARGS=(${EVAL_ARGS:---split test})
+CHECKPOINT="${CHECKPOINT:-best}"  # which checkpoint of each member the ensemble uses: best (validation) or last
 [[ -f "$CONFIG" ]] || { echo "train_ensemble: no config file '$CONFIG'" >&2; exit 2; }
 [[ -x "$HEED" ]] || { echo "train_ensemble: $HEED is missing; run scripts/build.sh first" >&2; exit 2; }
 [[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "train_ensemble: LANES must be a positive integer, got '$LANES'" >&2; exit 2; }
@@ -58,7 +60,7 @@ echo "[ensemble] ${#SEEDS[@]} members trained in $minutes minutes of wall time"
 ((status == 0)) || { echo "[ensemble] a member failed; no ensemble evaluation" >&2; exit 1; }
 
 models=()
-for seed in "${SEEDS[@]}"; do models+=(--model "$run_dir/seed-$seed/checkpoints/best"); done
+for seed in "${SEEDS[@]}"; do models+=(--model "$run_dir/seed-$seed/checkpoints/$CHECKPOINT"); done
 unset OMP_NUM_THREADS
 {
   echo "members: ${SEEDS[*]} (config $CONFIG, $LANES lanes), training wall time $minutes minutes"
