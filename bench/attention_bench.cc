@@ -129,6 +129,7 @@ void BM_FlashAttention(benchmark::State& state) {
   }
   const double peak = fma_peak_gflops(threads);
   const double bf16_peak = bf16 ? bf16_peak_gflops(threads) : 0.0;
+  const int saved_threads = omp_get_max_threads();  // restored at the end: later benchmarks read it
   omp_set_num_threads(threads);
   Problem pr(B, H, L, D);
   pr.p.mask.causal = causal;
@@ -172,7 +173,7 @@ void BM_FlashAttention(benchmark::State& state) {
   state.counters["pass"] = backward;
   state.counters["bf16"] = bf16;
   state.counters["omp_threads"] = threads;
-  omp_set_num_threads(2);
+  omp_set_num_threads(saved_threads);
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
@@ -191,6 +192,9 @@ void shapes(benchmark::internal::Benchmark* b) {
     for (int64_t causal : {0, 1})
       for (int64_t bwd : {0, 1})
         for (int64_t threads : {1, 2}) b->Args({1, 8, 16384, D, causal, bwd, 0, threads, 0});
+  // One (batch, head): the backward's two-pass form on two threads.
+  for (int64_t causal : {0, 1})
+    for (int64_t threads : {1, 2}) b->Args({1, 1, 4096, 64, causal, 1, 0, threads, 0});
 }
 BENCHMARK(BM_FlashAttention)->Apply(shapes)->UseManualTime()->Unit(benchmark::kMillisecond);
 
@@ -206,6 +210,7 @@ void BM_FlashAttentionIsa(benchmark::State& state) {
     state.SkipWithError("no AVX-512 on this CPU");
     return;
   }
+  const int saved_threads = omp_get_max_threads();  // restored at the end: later benchmarks read it
   omp_set_num_threads(1);
   Problem pr(1, 8, L, D);
   pr.p.isa = isa;
@@ -217,7 +222,7 @@ void BM_FlashAttentionIsa(benchmark::State& state) {
   state.counters["cpu_GFLOP/s"] = cpu_gflops;
   state.counters["peak_frac"] = cpu_gflops / fma_peak_gflops(1);
   state.SetLabel(kernels::cpu::cpu_isa_name(isa));
-  omp_set_num_threads(2);
+  omp_set_num_threads(saved_threads);
 }
 BENCHMARK(BM_FlashAttentionIsa)->ArgNames({"L", "D", "isa"})
     ->ArgsProduct({{512, 2048}, {64}, {0, 1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -257,6 +262,7 @@ BENCHMARK(BM_FlashBlock)->ArgNames({"D", "stage"})->ArgsProduct({{64, 128}, {0, 
 void BM_FlashDecode(benchmark::State& state) {
   const int64_t S = state.range(0), D = state.range(1);
   const int threads = static_cast<int>(state.range(2));
+  const int saved_threads = omp_get_max_threads();  // restored at the end: later benchmarks read it
   omp_set_num_threads(threads);
   const int64_t B = 8, H = 8;
   Problem pr(B, H, S, D);
@@ -266,7 +272,7 @@ void BM_FlashDecode(benchmark::State& state) {
   // K and V are each read once: the kernel is memory-bound, so report bytes/s too.
   state.SetBytesProcessed(state.iterations() * 2 * B * H * S * D * 4);
   state.counters["scratch_MiB"] = static_cast<double>(pr.ws.last_request()) / (1 << 20);
-  omp_set_num_threads(2);
+  omp_set_num_threads(saved_threads);
 }
 BENCHMARK(BM_FlashDecode)->ArgNames({"S", "D", "threads"})
     ->ArgsProduct({{512, 4096}, {64, 128}, {1, 2}})->UseRealTime()->Unit(benchmark::kMicrosecond);

@@ -99,7 +99,8 @@ def self_threaded(bench):
 def run_heed(binary, extra, threads_list, quiet_wait):
     """Runs the binary with --benchmark_format=json once per thread count (OMP_NUM_THREADS and
     HEED_NUM_THREADS set); benchmarks named with a threads:N argument set their threads
-    themselves and are kept from the first run only (if all are such, one run is enough). Returns (list of (threads, benchmark dict), context, commands)."""
+    themselves and are kept from the first run only (if all are such, one run is enough).
+    Returns (list of (threads, benchmark dict), context, commands, other processes' CPU use per run)."""
     out, commands, context, others = [], [], {}, []
     meter = peerlib.CpuMeter()
     for t in threads_list:
@@ -118,7 +119,7 @@ def run_heed(binary, extra, threads_list, quiet_wait):
         context = doc.get("context", {})
         benches = doc.get("benchmarks", [])
         # Benchmarks with a threads:N argument set their own threads (one run gives them all);
-        # the others (e.g. BM_Mha*) take OMP_NUM_THREADS and are run once per thread count.
+        # the others (e.g. BM_MultiHeadAttention) take OMP_NUM_THREADS and run once per thread count.
         first = t == threads_list[0]
         out += [(t, b) for b in benches if first or not self_threaded(b)]
         if all(self_threaded(b) for b in benches):
@@ -189,8 +190,9 @@ def heed_rows(pairs):
             if "flops" in b and abs(b["flops"] - flops) > 0.01 * flops:
                 note = f"heed reports {b['flops']:.4g} flops, convention gives {flops:.4g}"
                 log(f"warning: {name}: {note}")
-            row["peak_frac"] = b.get("peak_frac")      # of the FMA probe in the same binary
-            row["extra_mib"] = b.get("scratch_MiB")    # heed's workspace: all the extra memory it asks for
+            # heed's rate over the probe of the same binary (bf16 cases: the bf16 dot-product probe)
+            row["peak_frac"] = b.get("bf16_peak_frac") if b.get("bf16") else b.get("peak_frac")
+            row["extra_mib"] = b.get("scratch_MiB")    # heed's kernel workspace (outputs not counted)
             for impl in peer:
                 r = dict(row, kind="attention", impl=impl, case=dict(case, impl=impl), flops=flops, note=note)
                 r["heed_rate"] = flops / secs
@@ -314,13 +316,14 @@ def markdown(rows, unmatched, context, heed_cmds, peer_cmds, metas, argv, selfte
     lines += ["", "Times are minima over repetitions on both sides. GFLOP/s use one convention for both: "
               "forward 4·B·H·L²·D (halved when causal), forward+backward 3.5x that; MultiheadAttention "
               "adds its four C x C projections. Ratio = heed rate / torch rate (> 1: heed is faster). "
-              "heed's % of FMA peak is its CPU-time rate over the FMA probe measured in the same binary; "
-              "extra MiB: heed's kernel workspace, torch's peak resident memory above its inputs.", ""]
+              "heed's % of peak is its CPU-time rate over the FMA probe (bf16 cases: the bf16 dot-product "
+              "probe) measured in the same binary; heed workspace MiB: the kernel's scratch memory, outputs "
+              "not counted; torch extra MiB: its peak resident memory above its inputs, outputs included.", ""]
     att = [r for r in rows if r["kind"] == "attention"]
     if att:
         lines += ["## Attention", "",
                   "| heed benchmark | B | H | L | D | causal | pass | threads | heed ms | heed GFLOP/s "
-                  "| heed % of FMA peak | heed extra MiB | torch peer | torch ms | torch GFLOP/s "
+                  "| heed % of peak | heed workspace MiB | torch peer | torch ms | torch GFLOP/s "
                   "| torch extra MiB | heed / torch |",
                   "|---|--:|--:|--:|--:|---|---|--:|--:|--:|--:|--:|---|--:|--:|--:|--:|"]
         for r in sorted(att, key=lambda r: (r["threads"], r["heed_name"], r["impl"])):
@@ -401,7 +404,7 @@ def main():
     src.add_argument("--selftest", action="store_true", help="use a canned heed JSON and check the result")
     ap.add_argument("--out", help="write the Markdown table here (it is printed as well)")
     ap.add_argument("--threads", default="1,2",
-                    help="thread counts to run heed with (OMP_NUM_THREADS) when its results carry no omp_threads")
+                    help="thread counts to run heed with (OMP_NUM_THREADS) for benchmarks without a threads:N argument")
     default_py = os.path.join(ROOT, "build", "peers-venv", "bin", "python")
     ap.add_argument("--python", default=default_py if os.path.exists(default_py) else sys.executable,
                     help="Python with torch for the peer scripts (default build/peers-venv/bin/python)")

@@ -84,6 +84,8 @@ class TransformerSeq2Seq : public nn::Module {
   // (encoder().layer(i).self_attention().capture_weights(...)).
   nn::TransformerEncoder& encoder() { return *encoder_; }
   nn::TransformerDecoder& decoder() { return *decoder_; }
+  const nn::TransformerEncoder& encoder() const { return *encoder_; }
+  const nn::TransformerDecoder& decoder() const { return *decoder_; }
 
  private:
   // Token embeddings (scaled), plus positions, then dropout: ids [B, T] -> [B, T, C].

@@ -21,8 +21,8 @@ using kernels::ref::composed_attention_ref;
 using kernels::ref::ComposedAttentionRef;
 using kernels::ref::RefScore;
 using testing::all_close;
-using testing::graph_has;
 using testing::bitwise_equal;
+using testing::graph_has;
 using testing::kReduction;
 
 std::vector<std::pair<std::string, Shape>> names_and_shapes(const Module& m) {

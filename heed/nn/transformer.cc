@@ -111,6 +111,14 @@ Tensor TransformerAttention::forward_cross(const Tensor& x, const Tensor& memory
   return merge_heads(attend(q, k, v, mask, seed));
 }
 
+void TransformerAttention::capture_weights(const WeightsSelection& selection) {
+  for (int64_t h : selection.heads)
+    HEED_CHECK(0 <= h && h < options_.heads, "TransformerAttention::capture_weights: head ", h,
+               " expected within [0, ", options_.heads, ")");
+  capture_ = selection;
+  captured_ = Tensor();
+}
+
 Tensor TransformerAttention::attend(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionMask& mask,
                                     uint64_t seed) const {
   AttentionOptions ao{.mask = mask, .dropout_p = options_.dropout, .dropout_seed = seed,

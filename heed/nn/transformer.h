@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "heed/nn/feed_forward.h"
@@ -71,13 +72,17 @@ class TransformerAttention : public Module {
   const Tensor& in_proj_bias() const { return in_proj_bias_; }      // [3C]
   const Linear& out_proj() const { return *out_proj_; }
 
-  // Inspection: while a selection is set, forward_self and forward_cross keep the weights of
-  // the chosen heads and query rows, [B, heads, rows, S] before dropout, from their latest
-  // call (incremental decoding records nothing). On the fused path they are recomputed from
-  // the kernel's saved log-sum-exp; the [B, H, T, S] matrix of the rest is never built.
-  // std::nullopt stops capturing and drops what was kept.
-  void capture_weights(std::optional<WeightsSelection> selection) {
-    capture_ = std::move(selection);
+  // Inspection: after capture_weights(selection), forward_self and forward_cross keep the
+  // weights of the chosen heads and query rows, [B, heads, rows, S] before dropout, from
+  // their latest call (incremental decoding records nothing); WeightsSelection{} is every
+  // head and row. On the fused path they are recomputed from the kernel's saved
+  // log-sum-exp; the [B, H, T, S] matrix of the rest is never built. Heads are checked
+  // here, rows at the forward (against that call's length). The capture is state of the
+  // module: two forwards of one module at once while capturing would race on it.
+  void capture_weights(const WeightsSelection& selection);
+  // Stops capturing and drops what was kept.
+  void stop_capture() {
+    capture_.reset();
     captured_ = Tensor();
   }
   const Tensor& captured_weights() const { return captured_; }
@@ -123,6 +128,7 @@ class TransformerEncoderLayer : public Module {
   // x [B, S, C] -> [B, S, C]; mask over the keys (usually key_lengths).
   Tensor forward(const Tensor& x, const AttentionMask& mask, uint64_t seed) const;
   TransformerAttention& self_attention() { return *self_attn_; }
+  const TransformerAttention& self_attention() const { return *self_attn_; }
 
  private:
   TransformerLayerOptions options_;
@@ -148,7 +154,9 @@ class TransformerDecoderLayer : public Module {
   // Fills cache.cross_attn from memory [B, S, C].
   void start(const Tensor& memory, DecoderLayerCache& cache) const;
   TransformerAttention& self_attention() { return *self_attn_; }
+  const TransformerAttention& self_attention() const { return *self_attn_; }
   TransformerAttention& cross_attention() { return *multihead_attn_; }
+  const TransformerAttention& cross_attention() const { return *multihead_attn_; }
 
  private:
   // forward_cached for one position (x [B, 1, C], f32), straight on the kernels: a handful
@@ -177,6 +185,7 @@ class TransformerEncoder : public Module {
   Tensor forward(const Tensor& x, const AttentionMask& mask, uint64_t seed) const;  // [B, S, C]
   int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
   TransformerEncoderLayer& layer(int64_t i) { return *layers_.at(static_cast<size_t>(i)); }
+  const TransformerEncoderLayer& layer(int64_t i) const { return *layers_.at(static_cast<size_t>(i)); }
 
  private:
   std::vector<std::shared_ptr<TransformerEncoderLayer>> layers_;
@@ -203,6 +212,7 @@ class TransformerDecoder : public Module {
   Tensor forward_cached(const Tensor& x, DecoderCache& cache, const AttentionMask& memory_mask) const;
   int64_t layer_count() const { return static_cast<int64_t>(layers_.size()); }
   TransformerDecoderLayer& layer(int64_t i) { return *layers_.at(static_cast<size_t>(i)); }
+  const TransformerDecoderLayer& layer(int64_t i) const { return *layers_.at(static_cast<size_t>(i)); }
 
  private:
   std::vector<std::shared_ptr<TransformerDecoderLayer>> layers_;

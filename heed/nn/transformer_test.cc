@@ -137,7 +137,8 @@ TEST(Transformer, CapturedWeightsOfChosenLayersHeadsAndRows) {
   Tensor expected =
       contiguous(slice(index_select(full, 1, Tensor::from_vector(std::vector<int64_t>{3, 1}, {2})), 2, 2, 7));
   EXPECT_TRUE(all_close(attn.captured_weights(), expected, kReduction));
-  attn.capture_weights(std::nullopt);
+  EXPECT_THROW(attn.capture_weights(WeightsSelection{.heads = {4}}), Error);
+  attn.stop_capture();
   attn.forward_self(x, mask, 0);
   EXPECT_FALSE(attn.captured_weights().defined());
 

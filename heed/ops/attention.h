@@ -38,17 +38,19 @@ struct ScoreParams {
 // an error where it does not apply.
 enum class AttentionPath : uint8_t { kAuto, kComposed, kFused };
 
-// Arithmetic of the fused path's two products, Q K^T and P V. kBF16: bf16 products with
-// f32 softmax and sums (AVX-512 BF16 dot products, or AMX tiles where usable), about 1.7x
-// the speed of f32 at some precision; a permission, not a demand: where the CPU lacks
-// AVX-512 BF16, and on the composed path, the products stay f32. The backward is f32.
+// Arithmetic of the fused path's two products, Q K^T and P V. kBF16: bf16 products on AMX
+// tiles with f32 softmax and sums, 1.7-2.1x the speed of f32 at L >= 512, with bf16's
+// precision. A permission, not a demand: where AMX is not usable (AVX-512 BF16 dot products
+// alone are slower than f32 here), and on the composed path, the products stay f32. The
+// backward is f32; weights asked for are recomputed in f32 from the bf16 forward's
+// log-sum-exp, so their rows sum to 1 only to bf16 precision.
 enum class AttentionPrecision : uint8_t { kF32, kBF16 };
 
 // Which weights need_weights returns: query heads `heads` (in the order given; empty: all
 // Hq) and query rows [row_begin, row_end) (row_end = -1: to T), for every batch entry. The
 // fused path recomputes exactly these from its saved log-sum-exp, so asking for one head's
 // rows of a long sequence costs that head's rows, not a [B, Hq, T, S] matrix; the composed
-// path slices them from its full matrix.
+// path slices them from its full matrix. Heads may repeat; an empty row range gives no rows.
 struct WeightsSelection {
   std::vector<int64_t> heads;
   int64_t row_begin = 0;

@@ -56,10 +56,10 @@ struct FusedCall {
   Tensor additive;     // f32, the user's mask made contiguous in its own shape
 };
 
-// Whether AttentionPrecision::kBF16 can be honoured here (AVX-512 BF16 and the AVX-512 kernels).
-bool bf16_products_available() {
-  return kc::cpu_has_avx512_bf16() && kc::resolve_cpu_isa(kc::CpuIsa::kAuto) == kc::CpuIsa::kAvx512;
-}
+// Whether AttentionPrecision::kBF16 is taken up here: only with AMX tiles. The other bf16
+// engine, AVX-512 BF16 dot products, measured 0.52-0.61x the speed of the f32 kernel
+// (docs/results/2026-11-21-flash-attention.md), so there the products stay f32.
+bool bf16_products_available() { return kc::cpu_has_amx_bf16(); }
 
 FusedCall make_call(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionOptions& o) {
   FusedCall c;

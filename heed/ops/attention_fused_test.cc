@@ -4,6 +4,7 @@
 // takes, chosen weights, bf16 products.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -114,7 +115,8 @@ INSTANTIATE_TEST_SUITE_P(
                                 false, 0.2},
                       FusedCase{"sigmoid_window_bool", 2, 2, 2, 33, 33, 16, 16, false, true, true, true, false, 0,
                                 true},
-                      // 1,000 queries and keys: many whole and partial blocks, padding in batch 1.
+                      // 1,000 queries and keys: many whole and partial blocks (with key lengths,
+                      // batch 0 is fully masked and batch 1 has 3 padded keys).
                       FusedCase{"long_1000", 2, 2, 1, 1000, 1000, 16, 16, true, true}),
     [](const ::testing::TestParamInfo<FusedCase>& info) { return std::string(info.param.name); });
 
@@ -170,7 +172,9 @@ TEST(FusedAttention, DefaultPathRunsTheFusedKernel) {
   Tensor q = Tensor::randn({2, 2, 9, 8}, 1), k = Tensor::randn({2, 2, 11, 8}, 2), v = Tensor::randn({2, 2, 11, 8}, 3);
   q.requires_grad_();
   EXPECT_TRUE(graph_has(attention(q, k, v).out, "fused_attention"));
-  EXPECT_FALSE(graph_has(attention(q, k, v, {.path = AttentionPath::kComposed}).out, "fused_attention"));
+  const Tensor composed = attention(q, k, v, {.path = AttentionPath::kComposed}).out;
+  EXPECT_FALSE(graph_has(composed, "fused_attention"));
+  EXPECT_TRUE(graph_has(composed, "safe_softmax"));  // a graph was recorded: the composed ops
   AttentionOptions general;  // a score the kernel does not do: kAuto falls back to the composed ops
   general.score = AttentionScore::kGeneral;
   general.params.weight = Tensor::randn({8, 8}, 4);
@@ -218,10 +222,16 @@ TEST(FusedAttention, SelectedWeightsAreThoseOfTheFullMatrix) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("weights_selection head 4 expected within [0, 4)"), std::string::npos) << e.what();
   }
-  o.weights_selection = {.row_begin = 30, .row_end = 38};
-  EXPECT_THROW(attention(q, k, v, o), Error);
-  o.weights_selection = {.row_begin = 30, .row_end = 29};
-  EXPECT_THROW(attention(q, k, v, o), Error);
+  for (const WeightsSelection& bad : {WeightsSelection{.heads = {-1}}, WeightsSelection{.row_begin = 30, .row_end = 38},
+                                      WeightsSelection{.row_begin = 30, .row_end = 29},
+                                      WeightsSelection{.row_begin = -1}, WeightsSelection{.row_end = -2}})
+    EXPECT_THROW(attention(q, k, v, {.mask = o.mask, .need_weights = true, .weights_selection = bad}), Error);
+  // A head twice and an empty row range are allowed.
+  o.path = AttentionPath::kFused;
+  o.weights_selection = {.heads = {1, 1}, .row_begin = 3, .row_end = 9};
+  EXPECT_TRUE(all_close(attention(q, k, v, o).weights, pick(full, {1, 1}, 3, 9), kReduction));
+  o.weights_selection = {.row_begin = 7, .row_end = 7};
+  EXPECT_EQ(attention(q, k, v, o).weights.shape(), (Shape{b, hq, 0, s}));
 }
 
 TEST(FusedAttention, Bf16PrecisionIsNearF32AndOnlyOnTheFusedPath) {

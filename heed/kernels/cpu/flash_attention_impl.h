@@ -1216,8 +1216,19 @@ inline void set_rows(Rows& rows, int64_t h, int64_t i0, int64_t T) {
   }
 }
 
+// What one backward task covers of a (batch, kv head): the query heads [hg0, hg1) of its group,
+// query rows [i_begin, i_end) (multiples of kBr apart from T), and either everything (the
+// one-pass backward), or only dK/dV of the keys [key_begin, key_end), or only dQ.
+struct BwdPart {
+  int64_t hg0 = 0, hg1 = 0;
+  int64_t i_begin = 0, i_end = 0;
+  int64_t key_begin = 0, key_end = 0;
+  bool kv = true;  // dK, dV of the keys [key_begin, key_end)
+  bool q = true;   // dQ of the rows
+};
+
 void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int64_t kvh,
-                   const float* di_all) {
+                   const float* di_all, const BwdPart& part) {
   const int64_t D = c.D, Dv = c.Dv, Dp = c.Dp, Dvp = c.Dvp;
   const float* kbase = c.k + b * c.ks[0] + kvh * c.ks[1];
   const float* vbase = c.v + b * c.vs[0] + kvh * c.vs[1];
@@ -1225,24 +1236,30 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
   float* dk = dk_direct ? g.dk + b * g.dks[0] + kvh * g.dks[1] : s.dkb;
   float* dv = dv_direct ? g.dv + b * g.dvs[0] + kvh * g.dvs[1] : s.dvb;
   const int64_t ldk = dk_direct ? g.dks[2] : Dp, ldv = dv_direct ? g.dvs[2] : Dvp;
-  for (int64_t j = 0; j < c.S; ++j) {
-    std::memset(dk + j * ldk, 0, sizeof(float) * D);
-    std::memset(dv + j * ldv, 0, sizeof(float) * Dv);
-  }
+  if (part.kv)
+    for (int64_t j = part.key_begin; j < part.key_end; ++j) {
+      std::memset(dk + j * ldk, 0, sizeof(float) * D);
+      std::memset(dv + j * ldv, 0, sizeof(float) * Dv);
+    }
   const bool k_in_place = c.ks[3] == 1 && D % kW == 0 && (c.ks[2] * 4) % 64 == 0 &&
                           reinterpret_cast<uintptr_t>(kbase) % 64 == 0;
   Rows& rows = s.rows;
   BlockRanges ranges;
-  for (int64_t hg = 0; hg < c.group; ++hg) {
+  for (int64_t hg = part.hg0; hg < part.hg1; ++hg) {
     const int64_t h = kvh * c.group + hg;
-    for (int64_t i0 = 0; i0 < c.T; i0 += kBr) {
+    for (int64_t i0 = part.i_begin; i0 < part.i_end; i0 += kBr) {
       set_rows(rows, h, i0, c.T);
       const int R = rows.R, Rp = rows.Rp;
       int64_t jlo, jhi;
       rows_key_range(c, b, rows, 0, c.S, &jlo, &jhi);
-      std::memset(s.dqa, 0, sizeof(float) * R * Dp);
-      if (jlo < jhi) backward_pack(c, g, s, b, di_all, true);
-      for (int64_t j0 = jlo; j0 < jhi; j0 += kBc) {
+      if (part.q) std::memset(s.dqa, 0, sizeof(float) * R * Dp);
+      // A dK/dV-only task skips the row blocks that see none of its keys.
+      const bool any = part.q || (jlo < part.key_end && jhi > part.key_begin);
+      if (jlo < jhi && any) backward_pack(c, g, s, b, di_all, true);
+      for (int64_t j0 = jlo; j0 < jhi && any; j0 += kBc) {
+        // A dK/dV-only task takes the key blocks that start among its keys (its key range is
+        // a whole number of blocks, and the blocks start at multiples of kBc there).
+        if (!part.q && (j0 < part.key_begin || j0 >= part.key_end)) continue;
         const int64_t Bn = imin(kBc, jhi - j0);
         const Cover cover = classify(c, rows, j0, j0 + Bn);
         if (cover == Cover::kNone) continue;
@@ -1253,13 +1270,16 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
         }
         const float* pd = backward_block(c, s, b, kbase, vbase, j0, Bn, cover, ranges);
         // dV [Bn, Dv] += P_d^T dO ;  dK [Bn, D] += dS^T (Q * q_factor)
-        if (partial) {
-          gemm_ksub(Bn, Dv, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, ranges.row_lo, ranges.row_hi);
-          gemm_ksub(Bn, D, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, ranges.row_lo, ranges.row_hi);
-        } else {
-          gemm(Bn, Dv, R, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, true);
-          gemm(Bn, D, R, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, true);
+        if (part.kv) {
+          if (partial) {
+            gemm_ksub(Bn, Dv, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, ranges.row_lo, ranges.row_hi);
+            gemm_ksub(Bn, D, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, ranges.row_lo, ranges.row_hi);
+          } else {
+            gemm(Bn, Dv, R, pd, Rp, 1, s.dos, Dvp, dv + j0 * ldv, ldv, true);
+            gemm(Bn, D, R, s.dpt, Rp, 1, s.qs, Dp, dk + j0 * ldk, ldk, true);
+          }
         }
+        if (!part.q) continue;
         // dQ [R, D] += dS K
         const float* kr = kbase + j0 * c.ks[2];
         int64_t ldkr = c.ks[2];
@@ -1273,15 +1293,17 @@ void backward_task(const Ctx& c, const GradCtx& g, BwdScratch& s, int64_t b, int
         else
           gemm(R, Dp, Bn, s.dpt, 1, Rp, kr, ldkr, s.dqa, Dp, true);
       }
-      for (int r = 0; r < R; ++r) {
-        float* out = g.dq + b * g.dqs[0] + h * g.dqs[1] + rows.ri[r] * g.dqs[2];
-        for (int64_t d = 0; d < D; ++d) out[d * g.dqs[3]] = s.dqa[r * Dp + d] * c.scale;
-      }
+      if (part.q)
+        for (int r = 0; r < R; ++r) {
+          float* out = g.dq + b * g.dqs[0] + h * g.dqs[1] + rows.ri[r] * g.dqs[2];
+          for (int64_t d = 0; d < D; ++d) out[d * g.dqs[3]] = s.dqa[r * Dp + d] * c.scale;
+        }
     }
   }
+  if (!part.kv) return;
   // dK was accumulated against Q * q_factor: scale * dS^T Q = (scale / q_factor) * dS^T (Q q_factor).
   const float dk_factor = c.log2_units ? kLn2 : 1.0f;
-  for (int64_t j = 0; j < c.S; ++j) {
+  for (int64_t j = part.key_begin; j < part.key_end; ++j) {
     float* src = dk + j * ldk;
     float* out = g.dk + b * g.dks[0] + kvh * g.dks[1] + j * g.dks[2];
     for (int64_t d = 0; d < D; ++d) out[d * g.dks[3]] = src[d] * dk_factor;
@@ -1353,7 +1375,18 @@ void backward_impl(const FlashParams& p, const FlashGrads& grads, FlashWorkspace
   const size_t per = slice_bytes(probe.used);
   const size_t di_bytes = slice_bytes(sizeof(float) * c.B * c.Hq * c.T);
   const int64_t n_tasks = c.B * c.Hkv;
-  const int nt = team_size(c, n_tasks, 3);
+  // Fewer (batch, kv head) tasks than threads: two passes instead, dK/dV over key chunks, then
+  // dQ over query blocks (7 block products instead of 5, all threads busy). Each key's dK/dV
+  // and each row's dQ are summed in the one-pass order, over the same blocks, so the result is
+  // bitwise the same for any number of threads. Not with a left window, whose key blocks start
+  // at a different offset for every row block.
+  const int64_t key_blocks = ceil_div(c.S, kBc);
+  const bool split = n_tasks < omp_get_max_threads() && c.wl < 0 && key_blocks > 1 &&
+                     team_size(c, omp_get_max_threads(), 3) > 1;
+  const int nt = split ? omp_get_max_threads() : team_size(c, n_tasks, 3);
+  const int64_t chunk_blocks = split ? ceil_div(key_blocks, imin(key_blocks, 4 * static_cast<int64_t>(nt))) : 0;
+  const int64_t n_chunks = split ? ceil_div(key_blocks, chunk_blocks) : 0;  // per (b, kv head)
+  const int64_t q_blocks = ceil_div(c.T, kBr);
   char* base = static_cast<char*>(ws.reserve(di_bytes + per * nt));
   float* di_all = reinterpret_cast<float*>(base);  // [B, Hq, T] rowsum(dO * O)
   const bool mask_grad = g.dmask != nullptr && c.am != nullptr;
@@ -1375,8 +1408,30 @@ void backward_impl(const FlashParams& p, const FlashGrads& grads, FlashWorkspace
       }
     }
 #pragma omp barrier
-    for (int64_t task = tid; task < n_tasks; task += team)
-      backward_task(c, g, s, task / c.Hkv, task % c.Hkv, di_all);
+    if (!split) {
+      for (int64_t task = tid; task < n_tasks; task += team)
+        backward_task(c, g, s, task / c.Hkv, task % c.Hkv, di_all,
+                      {.hg0 = 0, .hg1 = c.group, .i_begin = 0, .i_end = c.T, .key_begin = 0, .key_end = c.S});
+    } else {
+      // dK/dV and dQ are different outputs: the two passes need no barrier between them.
+      // Which thread takes a task does not change its result: dynamic scheduling (the
+      // causal mask makes early keys and late rows the heavy tasks).
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t task = 0; task < n_tasks * n_chunks; ++task) {
+        const int64_t bkv = task / n_chunks, chunk = task % n_chunks;
+        const int64_t k0 = chunk * chunk_blocks * kBc, k1 = imin(c.S, k0 + chunk_blocks * kBc);
+        backward_task(c, g, s, bkv / c.Hkv, bkv % c.Hkv, di_all,
+                      {.hg0 = 0, .hg1 = c.group, .i_begin = 0, .i_end = c.T, .key_begin = k0, .key_end = k1,
+                       .q = false});
+      }
+#pragma omp for schedule(dynamic, 1) nowait
+      for (int64_t task = 0; task < n_tasks * c.group * q_blocks; ++task) {
+        const int64_t qb = task % q_blocks, hg = (task / q_blocks) % c.group, bkv = task / (q_blocks * c.group);
+        backward_task(c, g, s, bkv / c.Hkv, bkv % c.Hkv, di_all,
+                      {.hg0 = hg, .hg1 = hg + 1, .i_begin = qb * kBr, .i_end = imin(c.T, (qb + 1) * kBr),
+                       .key_begin = 0, .key_end = 0, .kv = false});
+      }
+    }
     if (mask_grad) {
       for (int64_t task = tid; task < mb_n * mh_n * mt_n; task += team) {
         const int64_t mt = task % mt_n, mh = (task / mt_n) % mh_n, mb = task / (mt_n * mh_n);

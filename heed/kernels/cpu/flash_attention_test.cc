@@ -658,6 +658,25 @@ TEST(FlashAttention, OneAndTwoThreadsBitwiseIdentical) {
     c.Hkv = 3;
     cs.push_back(c);
   }
+  // One (batch, kv head): on two threads the backward takes its two-pass form (dK/dV over key
+  // chunks, then dQ over query blocks), which must give the one-pass result bit for bit.
+  {
+    Case c = mk("threads_one_kv_head_causal_gqa", 300, 330, 32, 24);
+    c.Hq = 2;
+    c.causal = true;
+    c.causal_offset = 30;
+    c.key_lengths = true;
+    c.additive_mask = true;
+    c.dropout = 0.1f;
+    cs.push_back(c);
+  }
+  {
+    Case c = mk("threads_one_head_strided_bool_window_right", 257, 257, 16, 16);
+    c.layout = Layout::kDMajor;  // grad_k / grad_v rows not unit-stride: per-thread dK/dV buffers
+    c.bool_mask = true;
+    c.window_right = 40;
+    cs.push_back(c);
+  }
   const int saved = omp_get_max_threads();
   for (const Case& c : cs) {
     for (CpuIsa isa : isas()) {
@@ -706,19 +725,22 @@ TEST(FlashAttention, WorkspaceStaysBlockSizedAndIsReused) {
   Problem pr(c);
   FlashWorkspace ws;
   pr.p.workspace = &ws;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(2);  // the bound below is per thread
   flash_attention_forward(pr.p);
   const size_t forward_bytes = ws.last_request();
   flash_attention_backward(pr.p, pr.g);
   const size_t held = ws.bytes();
   const size_t scores_bytes = sizeof(float) * c.T * c.S;  // one head's score matrix: 64 MiB
   const size_t row_stats = sizeof(float) * c.B * c.Hq * c.T;
-  const size_t bound = 2u * 1024 * 1024 * static_cast<size_t>(omp_get_max_threads()) + 4 * row_stats;
+  const size_t bound = 2u * 2 * 1024 * 1024 + 4 * row_stats;  // 2 MiB a thread, plus row statistics
   EXPECT_GT(forward_bytes, 0u);
   EXPECT_LE(held, bound) << "workspace " << held << " bytes; one score matrix would be " << scores_bytes;
   EXPECT_LT(held * 16, scores_bytes);
   flash_attention_forward(pr.p);
   flash_attention_backward(pr.p, pr.g);
   EXPECT_EQ(ws.bytes(), held) << "a repeated call asked for more memory";
+  omp_set_num_threads(saved);
 }
 
 // The micro-kernel path and the cblas_sgemm path agree.
