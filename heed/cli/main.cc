@@ -70,6 +70,8 @@ int run_train(const TrainArgs& args) {
   fs::create_directories(run_dir);
 
   train::G2PData data = train::load_g2p_data(config.data);
+  // A right-to-left model learns each pronunciation backwards; decoding reads it back.
+  if (config.model.reverse_target) train::reverse_targets(data.train);
   models::TransformerSeq2Seq model(train::g2p_model_options(config, data.vocabs));
   const std::string checkpoint_json = train::g2p_checkpoint_json(config, data.vocabs);
   if (args.resume) {

@@ -29,11 +29,11 @@ bool better(const Candidate& a, const Candidate& b) {
   return a.token < b.token;
 }
 
-double normalised(double log_prob, size_t length, double alpha) {
+}  // namespace
+
+double length_normalised(double log_prob, size_t length, double alpha) {
   return alpha == 0 ? log_prob : log_prob / std::pow(static_cast<double>(std::max<size_t>(length, 1)), alpha);
 }
-
-}  // namespace
 
 std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& decoder, const Tensor& src,
                                                  const Tensor& src_lengths, const BeamOptions& o) {
@@ -89,7 +89,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& decoder, co
         if (c.token == o.eos_id) {
           if (static_cast<int64_t>(r) < k)
             finished[s].push_back(Hypothesis{.tokens = from.tokens, .log_prob = c.log_prob,
-                                             .score = normalised(c.log_prob, from.tokens.size() + 1, o.alpha),
+                                             .score = length_normalised(c.log_prob, from.tokens.size() + 1, o.alpha),
                                              .finished = true});
           continue;
         }
@@ -103,7 +103,7 @@ std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& decoder, co
         if (static_cast<int64_t>(finished[s].size()) < k)
           for (const Beam& nb : next)
             finished[s].push_back(Hypothesis{.tokens = nb.tokens, .log_prob = nb.log_prob,
-                                             .score = normalised(nb.log_prob, nb.tokens.size(), o.alpha),
+                                             .score = length_normalised(nb.log_prob, nb.tokens.size(), o.alpha),
                                              .finished = false});
         continue;
       }

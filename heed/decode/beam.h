@@ -26,4 +26,8 @@ struct BeamOptions {
 std::vector<std::vector<Hypothesis>> beam_search(IncrementalDecoder& decoder, const Tensor& src,
                                                  const Tensor& src_lengths, const BeamOptions& options);
 
+// The ranking score of a hypothesis: log_prob / length^alpha (alpha = 0: log_prob), length
+// counting EOS for an ended hypothesis.
+double length_normalised(double log_prob, size_t length, double alpha);
+
 }  // namespace heed::decode

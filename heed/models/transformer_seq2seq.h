@@ -43,6 +43,10 @@ struct TransformerSeq2SeqOptions {
   int64_t pad_id = 0;
   double layer_norm_eps = 1e-5;
   uint64_t seed = 0;
+  // Trained on target sequences read right to left (Liu et al. 2016's agreement decoding;
+  // a right-to-left member adds diversity to an ensemble). The model itself does not change;
+  // heed/train/g2p feeds its targets reversed and reads its outputs back.
+  bool reverse_target = false;
 
   // Whether sequences of `length` positions fit: sinusoidal and learned position tables
   // hold max_len positions; rotary and no positions have no limit.

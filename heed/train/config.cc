@@ -171,6 +171,7 @@ void read_model(Section& s, models::TransformerSeq2SeqOptions& m) {
   s.read("scale_embeddings", m.scale_embeddings);
   s.read("layer_norm_eps", m.layer_norm_eps);
   s.read("seed", m.seed);
+  s.read("reverse_target", m.reverse_target);
 }
 
 void check_model(const Section& s, const models::TransformerSeq2SeqOptions& m) {
@@ -380,7 +381,8 @@ nlohmann::json model_json(const models::TransformerSeq2SeqOptions& m, bool with_
                         {"tie", enum_name(m.tie, kTies)},
                         {"scale_embeddings", m.scale_embeddings},
                         {"layer_norm_eps", m.layer_norm_eps},
-                        {"seed", m.seed}};
+                        {"seed", m.seed},
+                        {"reverse_target", m.reverse_target}};
   if (with_vocab) {
     j["src_vocab"] = m.src_vocab;
     j["tgt_vocab"] = m.tgt_vocab;
@@ -439,6 +441,7 @@ models::TransformerSeq2SeqOptions model_config_from_json(std::string_view text, 
   get("pad_id", m.pad_id);
   get("layer_norm_eps", m.layer_norm_eps);
   get("seed", m.seed);
+  if (j.contains("reverse_target")) get("reverse_target", m.reverse_target);  // absent before session 11
   return m;
 }
 

@@ -2,6 +2,7 @@
 #include "heed/train/g2p.h"
 
 #include <algorithm>
+#include <cmath>
 #include <memory>
 #include <numeric>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "heed/decode/ensemble.h"
 #include "heed/decode/greedy.h"
 #include "heed/decode/kv_cache.h"
+#include "heed/ops/shape.h"
 #include "heed/train/checkpoint.h"
 
 #include <nlohmann/json.hpp>
@@ -49,6 +51,10 @@ EncodedWords encode_words(std::span<const std::vector<int64_t>> words) {
   return {src, lengths};
 }
 
+void reverse_targets(std::span<data::Example> examples) {
+  for (data::Example& e : examples) std::reverse(e.tgt.begin(), e.tgt.end());
+}
+
 G2PDecodeOptions decode_options(const DecodeConfig& c, bool for_validation) {
   G2PDecodeOptions o{.beam_size = c.beam_size, .alpha = c.alpha, .nbest = c.nbest, .max_len = c.max_len,
                      .batch_size = c.batch_size};
@@ -69,13 +75,130 @@ std::string which_model(size_t index, size_t count) {
   return out.str();
 }
 
+// Both reading directions: each direction's ensemble proposes candidates, every model scores
+// every candidate, the best mean log-probability (length-normalised) wins.
+std::vector<std::vector<PhonemePrediction>> predict_bidirectional(Models models,
+                                                                  std::span<const std::vector<int64_t>> sources,
+                                                                  const G2PDecodeOptions& o,
+                                                                  const std::function<void(int64_t)>& on_batch) {
+  std::vector<const models::TransformerSeq2Seq*> l2r, r2l;
+  for (const models::TransformerSeq2Seq* m : models) (m->options().reverse_target ? r2l : l2r).push_back(m);
+  G2PDecodeOptions proposals = o;
+  proposals.nbest = std::max(o.nbest, o.beam_size);
+  const int64_t n = static_cast<int64_t>(sources.size());
+  // Progress in words: each direction's decoding counts as a third of the work, scoring as one.
+  auto progress = [&on_batch](int64_t offset) {
+    return [&on_batch, offset](int64_t done) {
+      if (on_batch) on_batch(offset + done / 3);
+    };
+  };
+  std::vector<std::vector<PhonemePrediction>> a = predict_ids(l2r, sources, proposals, progress(0));
+  std::vector<std::vector<PhonemePrediction>> b = predict_ids(r2l, sources, proposals, progress(n / 3));
+  std::vector<int64_t> word;                   // candidate k is for sources[word[k]]
+  std::vector<std::vector<int64_t>> candidates;
+  std::vector<int64_t> first(n + 1, 0);        // candidates of word i: [first[i], first[i + 1])
+  for (int64_t i = 0; i < n; ++i) {
+    first[i] = static_cast<int64_t>(candidates.size());
+    for (const auto* list : {&a[i], &b[i]})
+      for (const PhonemePrediction& p : *list)
+        if (std::find(candidates.begin() + first[i], candidates.end(), p.ids) == candidates.end()) {
+          word.push_back(i);
+          candidates.push_back(p.ids);
+        }
+  }
+  first[n] = static_cast<int64_t>(candidates.size());
+  std::vector<double> mean(candidates.size(), 0.0);
+  for (const models::TransformerSeq2Seq* m : models) {
+    const std::vector<double> lp = target_log_probs(*m, sources, word, candidates, o.batch_size);
+    for (size_t k = 0; k < lp.size(); ++k) mean[k] += lp[k] / static_cast<double>(models.size());
+  }
+  std::vector<std::vector<PhonemePrediction>> out(n);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = first[i]; k < first[i + 1]; ++k)
+      out[i].push_back(PhonemePrediction{
+          .ids = candidates[k],
+          .score = decode::length_normalised(mean[k], candidates[k].size() + 1, o.alpha),
+          .log_prob = mean[k]});
+    std::stable_sort(out[i].begin(), out[i].end(),
+                     [](const PhonemePrediction& x, const PhonemePrediction& y) { return x.score > y.score; });
+    if (static_cast<int64_t>(out[i].size()) > o.nbest) out[i].resize(static_cast<size_t>(o.nbest));
+  }
+  if (on_batch) on_batch(n);
+  return out;
+}
+
 }  // namespace
+
+std::vector<double> target_log_probs(const models::TransformerSeq2Seq& model,
+                                     std::span<const std::vector<int64_t>> sources, std::span<const int64_t> word,
+                                     std::span<const std::vector<int64_t>> candidates, int64_t batch_size) {
+  HEED_CHECK(word.size() == candidates.size(), "target_log_probs: ", word.size(), " word indices for ",
+             candidates.size(), " candidates");
+  HEED_CHECK(batch_size > 0, "target_log_probs: batch_size must be positive, got ", batch_size);
+  autograd::NoGradGuard no_grad;
+  const bool reversed = model.options().reverse_target;
+  std::vector<double> out(candidates.size(), 0.0);
+  const int64_t total = static_cast<int64_t>(candidates.size());
+  for (int64_t start = 0; start < total; start += batch_size) {
+    const int64_t end = std::min(total, start + batch_size), rows = end - start;
+    // The distinct words of this chunk, encoded once; row r reads word slot[r]'s memory.
+    std::vector<std::vector<int64_t>> words;
+    std::unordered_map<int64_t, int64_t> slot_of;
+    std::vector<int64_t> slot(static_cast<size_t>(rows));
+    int64_t longest = 0;
+    for (int64_t k = start; k < end; ++k) {
+      const int64_t w = word[k];
+      HEED_CHECK(0 <= w && w < static_cast<int64_t>(sources.size()), "target_log_probs: word index ", w,
+                 " expected within [0, ", sources.size(), ")");
+      auto [it, fresh] = slot_of.emplace(w, static_cast<int64_t>(words.size()));
+      if (fresh) words.push_back(sources[w]);
+      slot[k - start] = it->second;
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(candidates[k].size()));
+    }
+    EncodedWords enc = encode_words(words);
+    Tensor memory = model.encode(enc.src, enc.lengths);  // [W, S, C]
+    Tensor index = Tensor::from_vector(slot, {rows});
+    const int64_t t = longest + 1;  // BOS + tokens in; tokens + EOS out
+    Tensor tgt_in = Tensor::zeros({rows, t}, DType::kI64);  // pad id 0 after each candidate (causal: unread)
+    int64_t* in = tgt_in.data<int64_t>();
+    std::vector<std::vector<int64_t>> targets(static_cast<size_t>(rows));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::vector<int64_t> seq = candidates[start + r];
+      if (reversed) std::reverse(seq.begin(), seq.end());
+      in[r * t] = data::kBosId;
+      std::copy(seq.begin(), seq.end(), in + r * t + 1);
+      seq.push_back(data::kEosId);
+      targets[r] = std::move(seq);
+    }
+    Tensor logits = contiguous(
+        model.decode(tgt_in, index_select(memory, 0, index), index_select(enc.lengths, 0, index)));  // [rows, t, V]
+    HEED_CHECK(logits.dtype() == DType::kF32, "target_log_probs: expected f32 logits, got ", dtype_name(logits.dtype()));
+    const int64_t v = logits.size(2);
+    const float* lg = logits.data<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      double sum = 0;
+      for (size_t p = 0; p < targets[r].size(); ++p) {
+        const float* row = lg + (r * t + static_cast<int64_t>(p)) * v;
+        double mx = row[0];
+        for (int64_t j = 1; j < v; ++j) mx = std::max<double>(mx, row[j]);
+        double z = 0;
+        for (int64_t j = 0; j < v; ++j) z += std::exp(static_cast<double>(row[j]) - mx);
+        sum += static_cast<double>(row[targets[r][p]]) - mx - std::log(z);
+      }
+      out[start + r] = sum;
+    }
+  }
+  return out;
+}
 
 std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span<const std::vector<int64_t>> sources,
                                                         const G2PDecodeOptions& o,
                                                         const std::function<void(int64_t)>& on_batch) {
   HEED_CHECK(o.batch_size > 0, "predict: batch_size must be positive, got ", o.batch_size);
   HEED_CHECK(!models.empty(), "predict: no model given");
+  bool l2r = false, r2l = false;
+  for (const models::TransformerSeq2Seq* m : models) (m->options().reverse_target ? r2l : l2r) = true;
+  if (l2r && r2l) return predict_bidirectional(models, sources, o, on_batch);
   autograd::NoGradGuard no_grad;
   const int64_t n = static_cast<int64_t>(sources.size());
   std::vector<int64_t> order(n);
@@ -111,8 +234,11 @@ std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span
                                   .bos_id = data::kBosId, .eos_id = data::kEosId, .max_len = o.max_len});
     }
     for (int64_t i = start; i < end; ++i)
-      for (const decode::Hypothesis& h : hyps[i - start])
-        out[order[i]].push_back(PhonemePrediction{.ids = h.tokens, .score = h.score, .log_prob = h.log_prob});
+      for (const decode::Hypothesis& h : hyps[i - start]) {
+        PhonemePrediction p{.ids = h.tokens, .score = h.score, .log_prob = h.log_prob, .finished = h.finished};
+        if (r2l) std::reverse(p.ids.begin(), p.ids.end());  // read back left to right
+        out[order[i]].push_back(std::move(p));
+      }
     if (on_batch) on_batch(end);
   }
   return out;

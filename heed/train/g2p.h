@@ -31,6 +31,10 @@ struct G2PData {
 // Reads config.cmudict, splits it, builds vocabularies from the training words.
 G2PData load_g2p_data(const DataConfig& config);
 
+// Reverses every example's target in place: the training data of a model with
+// reverse_target (its phonemes read right to left).
+void reverse_targets(std::span<data::Example> examples);
+
 // Inputs [B, S] and lengths [B] for a batch of encoded words.
 struct EncodedWords {
   Tensor src;
@@ -53,14 +57,20 @@ struct PhonemePrediction {
   std::vector<int64_t> ids;  // phoneme ids, no specials
   double score = 0;          // the decoder's ranking score (log-probability, length-normalised by beam)
   double log_prob = 0;
+  bool finished = true;  // ended with EOS (false: stopped at max_len, log_prob without EOS)
 };
 
 // The models a prediction decodes with: one, or an ensemble whose next-token distribution
 // is the mean of its members' (decode::EnsembleDecoder). All must share the vocabularies.
 using Models = std::span<const models::TransformerSeq2Seq* const>;
 
-// n-best predictions for each source (character ids), in order. Words are decoded in
-// batches sorted by length. `on_batch(words_done)` is called after each batch when given.
+// n-best predictions for each source (character ids), in order, phonemes left to right
+// whatever the models' reverse_target. Words are decoded in batches sorted by length.
+// `on_batch(words_done)` is called after each batch when given. Models of one reading
+// direction decode as one ensemble; when both directions are given, each direction's
+// ensemble proposes its beam_size best, and every proposal is scored by every model
+// (target_log_probs); the best mean log-probability, length-normalised as the beam search
+// does, wins (agreement of left-to-right and right-to-left models, Liu et al. 2016).
 std::vector<std::vector<PhonemePrediction>> predict_ids(Models models, std::span<const std::vector<int64_t>> sources,
                                                         const G2PDecodeOptions& options,
                                                         const std::function<void(int64_t)>& on_batch = {});
@@ -71,6 +81,12 @@ inline std::vector<std::vector<PhonemePrediction>> predict_ids(const models::Tra
   const models::TransformerSeq2Seq* one[] = {&model};
   return predict_ids(one, sources, options, on_batch);
 }
+
+// log p(candidates[k] | sources[word[k]]) under `model` by teacher forcing, candidates in
+// reading order (left to right; a reverse_target model is fed them reversed), EOS included.
+std::vector<double> target_log_probs(const models::TransformerSeq2Seq& model,
+                                     std::span<const std::vector<int64_t>> sources, std::span<const int64_t> word,
+                                     std::span<const std::vector<int64_t>> candidates, int64_t batch_size = 256);
 
 // Words (any case) -> n-best phoneme strings. A character the model's vocabulary lacks is a
 // heed::Error naming it and the word.

@@ -61,6 +61,7 @@ activation = "gelu"
 norm_first = false
 positions = "rotary"
 tie = "none"
+reverse_target = true
 [optimizer]
 name = "adamw"
 lr = 2e-3
@@ -94,6 +95,8 @@ TEST(Config, ParsesEveryKnownSection) {
   EXPECT_FALSE(c.model.norm_first);
   EXPECT_EQ(c.model.positions, nn::PositionKind::kRotary);
   EXPECT_EQ(c.model.tie, models::TieEmbeddings::kNone);
+  EXPECT_TRUE(c.model.reverse_target);
+  EXPECT_FALSE(parse_g2p_config("").model.reverse_target);
   EXPECT_EQ(c.model.seed, 7u);  // defaults to train.seed
   EXPECT_EQ(c.optim.kind, OptimizerKind::kAdamW);
   EXPECT_DOUBLE_EQ(c.optim.schedule.peak_lr, 2e-3);
