@@ -70,8 +70,12 @@ nlohmann::json averaging_identity(const std::string& text, const std::filesystem
   } catch (const nlohmann::json::exception& e) {
     fail("average: ", file.string(), " is not valid JSON (", e.what(), ")");
   }
-  if (j.is_object() && j.contains("model") && j.contains("vocabs"))
-    return nlohmann::json{{"model", j["model"]}, {"vocabs", j["vocabs"]}};
+  if (j.is_object() && j.contains("model") && j.contains("vocabs")) {
+    nlohmann::json model = j["model"];
+    // Written before session 11 without the key: such a model reads left to right.
+    if (model.is_object() && !model.contains("reverse_target")) model["reverse_target"] = false;
+    return nlohmann::json{{"model", model}, {"vocabs", j["vocabs"]}};
+  }
   return j;
 }
 

@@ -82,7 +82,13 @@ std::vector<std::vector<PhonemePrediction>> predict_bidirectional(Models models,
                                                                   const G2PDecodeOptions& o,
                                                                   const std::function<void(int64_t)>& on_batch) {
   std::vector<const models::TransformerSeq2Seq*> l2r, r2l;
-  for (const models::TransformerSeq2Seq* m : models) (m->options().reverse_target ? r2l : l2r).push_back(m);
+  for (const models::TransformerSeq2Seq* m : models) {
+    (m->options().reverse_target ? r2l : l2r).push_back(m);
+    // Scoring a proposal of max_len phonemes feeds BOS + max_len tokens.
+    HEED_CHECK(m->options().takes_length(o.max_len + 1), "predict: scoring proposals of up to ", o.max_len,
+               " phonemes by both reading directions needs models with max_len >= ", o.max_len + 1, ", one has ",
+               m->options().max_len, " (lower the decoding max_len)");
+  }
   G2PDecodeOptions proposals = o;
   proposals.nbest = std::max(o.nbest, o.beam_size);
   const int64_t n = static_cast<int64_t>(sources.size());
@@ -96,6 +102,7 @@ std::vector<std::vector<PhonemePrediction>> predict_bidirectional(Models models,
   std::vector<std::vector<PhonemePrediction>> b = predict_ids(r2l, sources, proposals, progress(n / 3));
   std::vector<int64_t> word;                   // candidate k is for sources[word[k]]
   std::vector<std::vector<int64_t>> candidates;
+  std::vector<bool> finished;                  // as its first proposer's search ended it
   std::vector<int64_t> first(n + 1, 0);        // candidates of word i: [first[i], first[i + 1])
   for (int64_t i = 0; i < n; ++i) {
     first[i] = static_cast<int64_t>(candidates.size());
@@ -104,6 +111,7 @@ std::vector<std::vector<PhonemePrediction>> predict_bidirectional(Models models,
         if (std::find(candidates.begin() + first[i], candidates.end(), p.ids) == candidates.end()) {
           word.push_back(i);
           candidates.push_back(p.ids);
+          finished.push_back(p.finished);
         }
   }
   first[n] = static_cast<int64_t>(candidates.size());
@@ -118,7 +126,8 @@ std::vector<std::vector<PhonemePrediction>> predict_bidirectional(Models models,
       out[i].push_back(PhonemePrediction{
           .ids = candidates[k],
           .score = decode::length_normalised(mean[k], candidates[k].size() + 1, o.alpha),
-          .log_prob = mean[k]});
+          .log_prob = mean[k],  // EOS included: every proposal is scored as a whole pronunciation
+          .finished = finished[k]});
     std::stable_sort(out[i].begin(), out[i].end(),
                      [](const PhonemePrediction& x, const PhonemePrediction& y) { return x.score > y.score; });
     if (static_cast<int64_t>(out[i].size()) > o.nbest) out[i].resize(static_cast<size_t>(o.nbest));

@@ -1020,6 +1020,8 @@ void forward_impl(const FlashParams& p, FlashWorkspace& ws) {
 // For sigmoid weights W: dS = dP * W * (1 - W).
 // One task per (batch, kv head) owns that head's dK and dV and the dQ of its query heads,
 // and runs its blocks in a fixed order: no atomics, results independent of thread count.
+// With fewer such tasks than threads, two passes split them further (dK/dV by key chunks,
+// dQ by query blocks) with every sum in the same order (backward_impl).
 
 struct GradCtx {
   const float* dout;

@@ -677,6 +677,17 @@ TEST(FlashAttention, OneAndTwoThreadsBitwiseIdentical) {
     c.window_right = 40;
     cs.push_back(c);
   }
+  {
+    Case c = mk("threads_one_head_long_keys_whole_blocks", 70, 600, 32, 32);  // chunks of several blocks
+    cs.push_back(c);
+  }
+  {
+    Case c = mk("threads_one_head_causal_sigmoid_empty_rows", 200, 200, 16, 16);
+    c.causal = true;
+    c.causal_offset = -3;  // the first rows see no key
+    c.weighting = AttentionWeighting::kSigmoid;
+    cs.push_back(c);
+  }
   const int saved = omp_get_max_threads();
   for (const Case& c : cs) {
     for (CpuIsa isa : isas()) {
