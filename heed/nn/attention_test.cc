@@ -316,7 +316,7 @@ TEST(MultiHeadAttention, PathPrecisionAndChosenWeights) {
   MultiHeadAttention bf16(options);
   Tensor y = bf16.forward(x, x, x, mask).out;
   EXPECT_TRUE(all_close(y, all.out, {3e-2, 3e-2}));  // bf16 products: 8 significant bits per operand
-  if (kernels::cpu::cpu_has_avx512_bf16()) EXPECT_FALSE(bitwise_equal(y, fused.forward(x, x, x, mask).out));
+  if (kernels::cpu::cpu_has_amx_bf16()) EXPECT_FALSE(bitwise_equal(y, fused.forward(x, x, x, mask).out));
 }
 
 TEST(MultiHeadAttention, ErrorsNameTheModuleAndTheShapes) {

@@ -3,7 +3,6 @@
 // and the weighted sum of values, all with grouped-query heads.
 #include "heed/ops/attention.h"
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -88,7 +87,7 @@ void check_weights_selection(const WeightsSelection& sel, const AttentionDims& d
   for (int64_t h : sel.heads)
     HEED_CHECK(0 <= h && h < dims.heads, op, ": weights_selection head ", h, " expected within [0, ", dims.heads,
                ") (the query heads)");
-  const int64_t end = sel.row_end < 0 ? dims.q_len : sel.row_end;
+  const int64_t end = sel.end(dims.q_len);
   HEED_CHECK(sel.row_end >= -1 && 0 <= sel.row_begin && sel.row_begin <= end && end <= dims.q_len, op,
              ": weights_selection rows [", sel.row_begin, ", ", sel.row_end, ") expected within [0, ", dims.q_len,
              "] (row_end = -1: to the last query row)");
@@ -98,12 +97,9 @@ void check_weights_selection(const WeightsSelection& sel, const AttentionDims& d
 // not everything is chosen).
 Tensor select_weights(const Tensor& weights, const WeightsSelection& sel) {
   Tensor w = weights;
-  if (!sel.heads.empty()) {
-    Tensor index = Tensor::empty({static_cast<int64_t>(sel.heads.size())}, DType::kI64);
-    std::copy(sel.heads.begin(), sel.heads.end(), index.data<int64_t>());
-    w = index_select(w, 1, index);  // [B, Hq, T, S] -> [B, heads, T, S]
-  }
-  const int64_t end = sel.row_end < 0 ? w.size(2) : sel.row_end;
+  if (!sel.heads.empty())  // [B, Hq, T, S] -> [B, heads, T, S]
+    w = index_select(w, 1, Tensor::from_vector(sel.heads, {static_cast<int64_t>(sel.heads.size())}));
+  const int64_t end = sel.end(w.size(2));
   if (sel.row_begin != 0 || end != w.size(2)) w = contiguous(slice(w, 2, sel.row_begin, end));  // [B, heads, rows, S]
   return w;
 }

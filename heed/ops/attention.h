@@ -55,6 +55,8 @@ struct WeightsSelection {
   std::vector<int64_t> heads;
   int64_t row_begin = 0;
   int64_t row_end = -1;
+  // The end of the rows for queries of length q_len (row_end = -1: q_len).
+  int64_t end(int64_t q_len) const { return row_end < 0 ? q_len : row_end; }
 };
 
 struct AttentionOptions {

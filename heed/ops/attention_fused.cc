@@ -142,7 +142,7 @@ AttentionResult fused_attention(const Tensor& q, const Tensor& k, const Tensor& 
     std::vector<kc::FlashHead> heads;
     for (int64_t bi = 0; bi < p.batch; ++bi)
       for (int64_t h : chosen) heads.push_back({bi, h});
-    const int64_t row_end = sel.row_end < 0 ? p.q_len : sel.row_end;
+    const int64_t row_end = sel.end(p.q_len);
     const int64_t n_heads = static_cast<int64_t>(chosen.size());
     r.weights = Tensor::empty({p.batch, n_heads, row_end - sel.row_begin, p.kv_len});  // [B, heads, rows, S]
     kc::flash_attention_weights(p, {.heads = heads, .row_begin = sel.row_begin, .row_end = row_end,

@@ -243,7 +243,7 @@ TEST(FusedAttention, Bf16PrecisionIsNearF32AndOnlyOnTheFusedPath) {
   o.precision = AttentionPrecision::kBF16;
   o.path = AttentionPath::kComposed;  // the composed ops ignore it: the same f32 result
   EXPECT_TRUE(all_close(attention(q, k, v, o).out, attention(q, k, v, {.path = AttentionPath::kComposed}).out, {0, 0}));
-  if (!kernels::cpu::cpu_has_avx512_bf16()) GTEST_SKIP() << "no AVX-512 BF16 here: kBF16 falls back to f32";
+  if (!kernels::cpu::cpu_has_amx_bf16()) GTEST_SKIP() << "no usable AMX here: kBF16 stays f32";
   o.path = AttentionPath::kAuto;
   AttentionResult r = attention(q, k, v, o);
   double worst = 0;
