@@ -7,6 +7,8 @@
 #   SEEDS="1 2" LANES=1 scripts/train_ensemble.sh CONFIG
 #   HEED=path/to/heed EVAL_ARGS="--split validation --beam 1" ...   (other binary, evaluation)
 #   CHECKPOINT=last ...   (the members' final checkpoints instead of their validation-best)
+#   REVERSE="22" ...      (these seeds' members read the phonemes right to left: [model]
+#                          reverse_target = true; the evaluation then decodes both directions)
 #
 # Member k is trained with [train] seed = SEEDS[k] in <run_dir>/seed-<seed>/ (its config is
 # written there); lane i trains members i, i + LANES, ... one after another. Logs go to
@@ -20,12 +22,17 @@ SEEDS=(${SEEDS:-11 12 13 14})
 LANES="${LANES:-2}"
 HEED="${HEED:-build/heed}"
 EVAL_ARGS=(${EVAL_ARGS:---split test})
+REVERSE=" ${REVERSE:-} "
 CHECKPOINT="${CHECKPOINT:-best}"  # which checkpoint of each member the ensemble uses: best (validation) or last
 [[ -f "$CONFIG" ]] || { echo "train_ensemble: no config file '$CONFIG'" >&2; exit 2; }
 [[ -x "$HEED" ]] || { echo "train_ensemble: $HEED is missing; run scripts/build.sh first" >&2; exit 2; }
 [[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "train_ensemble: LANES must be a positive integer, got '$LANES'" >&2; exit 2; }
 grep -qE '^seed = ' "$CONFIG" && grep -qE '^run_dir = ' "$CONFIG" || {
   echo "train_ensemble: $CONFIG needs 'seed = ' and 'run_dir = ' lines in [train]" >&2; exit 2; }
+if [[ -n "${REVERSE// /}" ]]; then
+  grep -qE '^\[model\]' "$CONFIG" && ! grep -qE '^reverse_target' "$CONFIG" || {
+    echo "train_ensemble: REVERSE needs a [model] table in $CONFIG without its own reverse_target line" >&2; exit 2; }
+fi
 
 run_dir="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["train"]["run_dir"])' "$CONFIG")"
 mkdir -p "$run_dir"
@@ -38,7 +45,9 @@ lane() {  # lane index; trains SEEDS[i], SEEDS[i + LANES], ...
     seed="${SEEDS[k]}"
     dir="$run_dir/seed-$seed"
     mkdir -p "$dir"
-    sed -E -e "s|^seed = [0-9]+|seed = $seed|" -e "s|^run_dir = \"[^\"]*\"|run_dir = \"$dir\"|" "$CONFIG" > "$dir.toml"
+    local reverse=()
+    [[ "$REVERSE" == *" $seed "* ]] && reverse=(-e '/^\[model\]/a reverse_target = true')
+    sed -E -e "s|^seed = [0-9]+|seed = $seed|" -e "s|^run_dir = \"[^\"]*\"|run_dir = \"$dir\"|" "${reverse[@]}" "$CONFIG" > "$dir.toml"
     local pin=()
     command -v taskset > /dev/null && ((LANES <= cores)) && pin=(taskset -c "$((i % cores))")
     echo "[ensemble] lane $i: member seed $seed -> $dir ($(date -u +%H:%M:%S))"
