@@ -22,16 +22,25 @@ SEEDS=(${SEEDS:-11 12 13 14})
 LANES="${LANES:-2}"
 HEED="${HEED:-build/heed}"
 EVAL_ARGS=(${EVAL_ARGS:---split test})
-REVERSE=" ${REVERSE:-} "
+REVERSE_SEEDS=(${REVERSE:-})
 CHECKPOINT="${CHECKPOINT:-best}"  # which checkpoint of each member the ensemble uses: best (validation) or last
 [[ -f "$CONFIG" ]] || { echo "train_ensemble: no config file '$CONFIG'" >&2; exit 2; }
 [[ -x "$HEED" ]] || { echo "train_ensemble: $HEED is missing; run scripts/build.sh first" >&2; exit 2; }
 [[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "train_ensemble: LANES must be a positive integer, got '$LANES'" >&2; exit 2; }
 grep -qE '^seed = ' "$CONFIG" && grep -qE '^run_dir = ' "$CONFIG" || {
   echo "train_ensemble: $CONFIG needs 'seed = ' and 'run_dir = ' lines in [train]" >&2; exit 2; }
-if [[ -n "${REVERSE// /}" ]]; then
-  grep -qE '^\[model\]' "$CONFIG" && ! grep -qE '^reverse_target' "$CONFIG" || {
+is_reversed() {  # seed
+  local r
+  for r in "${REVERSE_SEEDS[@]}"; do [[ "$r" == "$1" ]] && return 0; done
+  return 1
+}
+if ((${#REVERSE_SEEDS[@]})); then
+  grep -qE '^\[model\]' "$CONFIG" && ! grep -qE '^[[:space:]]*reverse_target[[:space:]]*=' "$CONFIG" || {
     echo "train_ensemble: REVERSE needs a [model] table in $CONFIG without its own reverse_target line" >&2; exit 2; }
+  for r in "${REVERSE_SEEDS[@]}"; do
+    [[ " ${SEEDS[*]} " == *" $r "* ]] || {
+      echo "train_ensemble: REVERSE names seed '$r', which is not in SEEDS (${SEEDS[*]}); give seeds separated by spaces" >&2; exit 2; }
+  done
 fi
 
 run_dir="$(python3 -c 'import sys, tomllib; print(tomllib.load(open(sys.argv[1], "rb"))["train"]["run_dir"])' "$CONFIG")"
@@ -46,7 +55,7 @@ lane() {  # lane index; trains SEEDS[i], SEEDS[i + LANES], ...
     dir="$run_dir/seed-$seed"
     mkdir -p "$dir"
     local reverse=()
-    [[ "$REVERSE" == *" $seed "* ]] && reverse=(-e '/^\[model\]/a reverse_target = true')
+    is_reversed "$seed" && reverse=(-e '/^\[model\]/a reverse_target = true')  # GNU sed's one-line 'a'
     sed -E -e "s|^seed = [0-9]+|seed = $seed|" -e "s|^run_dir = \"[^\"]*\"|run_dir = \"$dir\"|" "${reverse[@]}" "$CONFIG" > "$dir.toml"
     local pin=()
     command -v taskset > /dev/null && ((LANES <= cores)) && pin=(taskset -c "$((i % cores))")
@@ -72,6 +81,6 @@ models=()
 for seed in "${SEEDS[@]}"; do models+=(--model "$run_dir/seed-$seed/checkpoints/$CHECKPOINT"); done
 unset OMP_NUM_THREADS
 {
-  echo "members: ${SEEDS[*]} (config $CONFIG, $LANES lanes), training wall time $minutes minutes"
+  echo "members: ${SEEDS[*]} (config $CONFIG, $LANES lanes; right to left: ${REVERSE_SEEDS[*]:-none}; checkpoints: $CHECKPOINT), training wall time $minutes minutes"
   "$HEED" eval "${models[@]}" "${EVAL_ARGS[@]}" --quiet
 } | tee "$run_dir/ensemble.txt"
