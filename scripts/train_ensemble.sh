@@ -29,16 +29,17 @@ CHECKPOINT="${CHECKPOINT:-best}"  # which checkpoint of each member the ensemble
 [[ "$LANES" =~ ^[1-9][0-9]*$ ]] || { echo "train_ensemble: LANES must be a positive integer, got '$LANES'" >&2; exit 2; }
 grep -qE '^seed = ' "$CONFIG" && grep -qE '^run_dir = ' "$CONFIG" || {
   echo "train_ensemble: $CONFIG needs 'seed = ' and 'run_dir = ' lines in [train]" >&2; exit 2; }
-is_reversed() {  # seed
-  local r
-  for r in "${REVERSE_SEEDS[@]}"; do [[ "$r" == "$1" ]] && return 0; done
+in_list() {  # value item...: whether value is one of the items
+  local x="$1" y
+  shift
+  for y; do [[ "$y" == "$x" ]] && return 0; done
   return 1
 }
 if ((${#REVERSE_SEEDS[@]})); then
   grep -qE '^\[model\]' "$CONFIG" && ! grep -qE '^[[:space:]]*reverse_target[[:space:]]*=' "$CONFIG" || {
     echo "train_ensemble: REVERSE needs a [model] table in $CONFIG without its own reverse_target line" >&2; exit 2; }
   for r in "${REVERSE_SEEDS[@]}"; do
-    [[ " ${SEEDS[*]} " == *" $r "* ]] || {
+    in_list "$r" "${SEEDS[@]}" || {
       echo "train_ensemble: REVERSE names seed '$r', which is not in SEEDS (${SEEDS[*]}); give seeds separated by spaces" >&2; exit 2; }
   done
 fi
@@ -55,7 +56,7 @@ lane() {  # lane index; trains SEEDS[i], SEEDS[i + LANES], ...
     dir="$run_dir/seed-$seed"
     mkdir -p "$dir"
     local reverse=()
-    is_reversed "$seed" && reverse=(-e '/^\[model\]/a reverse_target = true')  # GNU sed's one-line 'a'
+    in_list "$seed" "${REVERSE_SEEDS[@]}" && reverse=(-e '/^\[model\]/a reverse_target = true')  # GNU sed's one-line 'a'
     sed -E -e "s|^seed = [0-9]+|seed = $seed|" -e "s|^run_dir = \"[^\"]*\"|run_dir = \"$dir\"|" "${reverse[@]}" "$CONFIG" > "$dir.toml"
     local pin=()
     command -v taskset > /dev/null && ((LANES <= cores)) && pin=(taskset -c "$((i % cores))")
